@@ -1,0 +1,1 @@
+"""Algorithms: one folder each, ``module.py`` (the LightningModule) + ``loss.py`` (pure functions)."""

@@ -1,0 +1,82 @@
+"""Plumbing shared by every algorithm module: the env spec, metrics aggregated on device and logged with
+frames as the step axis, and the acting interface used by collection, evaluation and ``lrl.load_policy``.
+
+Holds no algorithm logic (DESIGN.md §1: at most one level of inheritance, plumbing only).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from lrl.data.env import EnvSpec
+
+
+class RLModule(L.LightningModule):
+    default_datamodule = "onpolicy"
+    action_kinds: tuple[str, ...] = ("discrete", "continuous")
+
+    def __init__(self, env_spec: EnvSpec) -> None:
+        super().__init__()
+        self.env_spec = env_spec
+        self.log_every_frames = 2048  # set by the launcher from tracking.log_every_frames
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._episodes: list[tuple[float, int]] = []
+        self._last_log: tuple[int, float] | None = None
+        self.frames = 0
+
+    @property
+    def hp(self) -> Any:
+        """The constructor's hyperparameters (``self.hparams``), typed loosely for attribute access."""
+        return self.hparams
+
+    # --- acting (collection, evaluation, exported policy) ---------------------------------------------------
+    def collection_policy(self) -> nn.Module:
+        """A plain module ``(obs, generator) -> {"action": ..., ...}`` that explores."""
+        raise NotImplementedError
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for a batch of (normalised) observations, used by evaluation and ``lrl.load_policy``."""
+        raise NotImplementedError
+
+    def process_rollout(self, td: Any) -> Any:
+        """Annotate a fresh rollout (no gradients): values, advantages, ... Default: unchanged."""
+        return td
+
+    # --- metrics -----------------------------------------------------------------------------------------------
+    def record(self, **metrics: torch.Tensor | float) -> None:
+        """Accumulate scalars on device; nothing leaves the device until :meth:`flush_metrics`."""
+        for k, v in metrics.items():
+            v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+            self._sums[k] = self._sums[k] + v if k in self._sums else v
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def add_episodes(self, episodes: list[tuple[float, int]]) -> None:
+        self._episodes.extend(episodes)
+
+    def flush_metrics(self, force: bool = False) -> dict[str, float] | None:
+        """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
+        now = time.perf_counter()
+        if self._last_log is None:
+            self._last_log = (self.frames, now)
+        last_frames, last_time = self._last_log
+        if not force and self.frames - last_frames < self.log_every_frames:
+            return None
+        out = {k: (self._sums[k] / self._counts[k]).item() for k in self._sums}
+        if self._episodes:
+            returns = torch.tensor([r for r, _ in self._episodes])
+            out["train/episode_return"] = returns.mean().item()
+            out["train/episode_length"] = float(sum(n for _, n in self._episodes)) / len(self._episodes)
+        if now > last_time and self.frames > last_frames:
+            out["perf/fps"] = (self.frames - last_frames) / (now - last_time)
+        self._sums, self._counts, self._episodes = {}, {}, []
+        self._last_log = (self.frames, now)
+        if out and self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(out, step=self.frames)
+        return out

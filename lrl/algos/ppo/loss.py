@@ -1,0 +1,58 @@
+"""PPO's losses as pure functions of explicit tensors (seed 004 ch. 8, seed 002, seed 003).
+
+Conventions: losses are minimised, so the clipped surrogate enters with a minus sign.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
+                      clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)], r = exp(logp − logp_old) (seed 004 eq. 8.1–8.2).
+
+    Returns (the surrogate to maximise, the fraction of samples whose ratio was clipped).
+    """
+    ratio = torch.exp(logp - old_logp.detach())
+    unclipped = ratio * advantage
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantage
+    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    return torch.minimum(unclipped, clipped).mean(), clip_fraction
+
+
+def value_loss(value: torch.Tensor, target: torch.Tensor, old_value: torch.Tensor | None = None,
+               clip_range_vf: float | None = None) -> torch.Tensor:
+    """E[(V − target)²] (no ½, as in Stable-Baselines3, so ``vf_coef`` means the same), or with value
+    clipping (PPO2) the mean of the larger of the clipped and unclipped squared errors.
+
+    [NOT IN SEEDS: value clipping; it is the reference implementation's option.]
+    """
+    if clip_range_vf is None or old_value is None:
+        return (value - target).pow(2).mean()
+    clipped = old_value + (value - old_value).clamp(-clip_range_vf, clip_range_vf)
+    return torch.maximum((value - target).pow(2), (clipped - target).pow(2)).mean()
+
+
+def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """KL̂(old‖new) = mean(log π_old(a|s) − log π_new(a|s)) on the taken actions (seed 004 eq. 8.3)."""
+    return (old_logp - logp).mean()
+
+
+def normalize_advantage(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    if adv.numel() < 2:
+        return adv
+    return (adv - adv.mean()) / (adv.std() + eps)
+
+
+def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, entropy: torch.Tensor,
+             value: torch.Tensor, value_target: torch.Tensor, old_value: torch.Tensor, *,
+             clip_range: float, clip_range_vf: float | None, vf_coef: float, ent_coef: float
+             ) -> dict[str, torch.Tensor]:
+    """Total loss = −L^CLIP + c_v·L^V − c_e·H, plus the diagnostics PPO users read."""
+    surrogate, clip_fraction = clipped_surrogate(logp, old_logp, advantage, clip_range)
+    v_loss = value_loss(value, value_target, old_value, clip_range_vf)
+    ent = entropy.mean()
+    total = -surrogate + vf_coef * v_loss - ent_coef * ent
+    return {"loss": total, "policy": -surrogate, "value": v_loss, "entropy": ent,
+            "approx_kl": approx_kl(logp, old_logp).detach(), "clip_fraction": clip_fraction}

@@ -1,0 +1,155 @@
+"""Proximal Policy Optimisation, clipped surrogate (Schulman et al. 2017; seed 004 ch. 8, seeds 002/003).
+
+Per rollout (collected by the DataModule with :meth:`collection_policy`): :meth:`process_rollout` computes
+V(s_t), V(s_{t+1}) and GAE(γ, λ) advantages with λ-return value targets, without gradients. Then ``epochs``
+passes of shuffled minibatches, one optimiser step each (Lightning's automatic optimisation, so DDP gradient
+averaging, mixed precision and gradient clipping come from the Trainer):
+
+    loss = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)] + c_v · E[(V − V_targ)²] − c_e · H[π]
+
+Options: advantage normalisation per minibatch; value clipping; entropy bonus; global grad-norm clipping;
+KL early stop (seed 004 Alg. 8.1: when KL̂(old‖new) ≥ ``target_kl`` before a step, the rest of the rollout is
+skipped — the Alg's "break", not the text's roll-back, see SEED-NOTES §7.9); learning rate and clip range
+constant or decayed linearly to 0 over the frame budget.
+Truncated episodes bootstrap from V(final observation); terminated ones do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from tensordict import TensorDict
+from torch import nn
+
+from lrl.algos.base import RLModule
+from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
+from lrl.data.env import EnvSpec
+from lrl.estimators import gae
+from lrl.networks import ActorCritic
+
+
+class _Explore(nn.Module):
+    def __init__(self, net: ActorCritic) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        params = self.net.policy_params(obs)
+        action = self.net.head.sample(params, generator)
+        return {"action": action, "sample_log_prob": self.net.head.log_prob(params, action)}
+
+
+class PPO(RLModule):
+    def __init__(
+        self, env_spec: EnvSpec, *,
+        lr: float = 3e-4, lr_schedule: Literal["constant", "linear"] = "constant",
+        gamma: float = 0.99, gae_lambda: float = 0.95,
+        clip_range: float = 0.2, clip_schedule: Literal["constant", "linear"] = "constant",
+        clip_range_vf: float | None = None, vf_coef: float = 0.5, ent_coef: float = 0.0,
+        max_grad_norm: float | None = 0.5, normalize_advantage: bool = True, target_kl: float | None = None,
+        hidden: list[int] | None = None, activation: str = "tanh", shared: bool = False,
+        log_std_init: float = 0.0, ortho_init: bool = True, adam_eps: float = 1e-5, compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
+            gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5).
+            clip_range, clip_schedule: ε of the clipped surrogate ("maybe ε = 0.2", seeds 002/003).
+            clip_range_vf: clip the value update around the old value (None = off).
+            vf_coef, ent_coef: weights of the value loss and of the entropy bonus.
+            max_grad_norm: global gradient-norm clip (None = off).
+            normalize_advantage: standardise advantages per minibatch.
+            target_kl: KL early-stop threshold ζ (seed 004 Alg. 8.1); None = off.
+            hidden, activation, shared: MLP sizes (default [64, 64]), activation, shared actor-critic body.
+            log_std_init: initial log-std of the Gaussian head (continuous actions).
+            ortho_init: orthogonal initialisation as in the reference implementation.
+            adam_eps: Adam ε (1e-5 as in the reference implementation).
+            compile: ``torch.compile`` the loss computation.
+        """
+        super().__init__(env_spec)
+        self.save_hyperparameters(ignore=["env_spec"])
+        self.automatic_optimization = True
+        self.gamma = gamma
+        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, shared,
+                               log_std_init, ortho_init)
+        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._clip = clip_range
+
+    # --- acting ------------------------------------------------------------------------------------------------
+    def collection_policy(self) -> nn.Module:
+        return _Explore(self.net)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        params = self.net.policy_params(obs)
+        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+
+    @torch.no_grad()
+    def process_rollout(self, td: TensorDict) -> TensorDict:
+        value = self.net.value(td["observation"])
+        next_value = self.net.value(td["next", "observation"])
+        adv = gae(td["next", "reward"].squeeze(-1), value, next_value, td["next", "terminated"].squeeze(-1),
+                  td["next", "done"].squeeze(-1), self.hp.gamma, self.hp.gae_lambda)
+        td.set("value", value)
+        td.set("advantage", adv)
+        td.set("value_target", adv + value)
+        return td
+
+    # --- update ------------------------------------------------------------------------------------------------
+    def _compute_loss(self, obs: torch.Tensor, action: torch.Tensor, old_logp: torch.Tensor,
+                      advantage: torch.Tensor, value_target: torch.Tensor, old_value: torch.Tensor,
+                      clip_range: float) -> dict[str, torch.Tensor]:
+        hp = self.hp
+        params = self.net.policy_params(obs)
+        logp = self.net.head.log_prob(params, action)
+        if hp.normalize_advantage:
+            advantage = normalize_advantage(advantage)
+        return ppo_loss(logp, old_logp, advantage, self.net.head.entropy(params), self.net.value(obs),
+                        value_target, old_value, clip_range=clip_range, clip_range_vf=hp.clip_range_vf,
+                        vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
+
+    def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor | None:  # type: ignore[override]
+        batch, _, _ = next(dataloader_iter)
+        hp = self.hp
+        self.frames = batch.frames
+        if batch.first:
+            self.add_episodes(batch.episodes)
+            decay = batch.progress_remaining
+            lr = hp.lr * decay if hp.lr_schedule == "linear" else hp.lr
+            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+                group["lr"] = lr
+            self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
+            self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
+        td = batch.td
+        out = self._loss(td["observation"], td["action"], td["sample_log_prob"], td["advantage"],
+                         td["value_target"], td["value"], self._clip)
+        if hp.target_kl is not None:
+            kl = out["approx_kl"].clone()
+            if dist.is_available() and dist.is_initialized():  # every rank must take the same decision
+                dist.all_reduce(kl)
+                kl /= dist.get_world_size()
+            if kl.item() >= hp.target_kl:
+                self.trainer.datamodule.end_rollout()  # type: ignore[attr-defined]
+                self.record(**{"stats/early_stop": 1.0})
+                return None
+        self.record(**{"loss/total": out["loss"], "loss/policy": out["policy"], "loss/value": out["value"],
+                       "stats/entropy": out["entropy"], "stats/approx_kl": out["approx_kl"],
+                       "stats/clip_fraction": out["clip_fraction"]})
+        return out["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+            self.flush_metrics()
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        if self.hp.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps,
+                                fused=self.device.type in ("cpu", "cuda"))

@@ -1,0 +1,65 @@
+"""Run information in every checkpoint (recipe, env spec, MLflow run) and the cross-rank parameter check."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from lrl.data.env import EnvSpec
+
+log = logging.getLogger(__name__)
+
+
+def param_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def env_spec_from_dict(d: dict[str, Any]) -> EnvSpec:
+    d = dict(d)
+    for k in ("obs_shape", "action_low", "action_high"):
+        if d.get(k) is not None:
+            d[k] = tuple(d[k])
+    return EnvSpec(**d)
+
+
+class RunInfo(L.Callback):
+    def __init__(self, recipe: dict[str, Any], env_spec: EnvSpec, run_dir: Path, tracking_uri: str | None) -> None:
+        self.recipe, self.env_spec, self.run_dir, self.tracking_uri = recipe, env_spec, run_dir, tracking_uri
+
+    def run_id(self, trainer: L.Trainer) -> str | None:
+        for logger in trainer.loggers:
+            if getattr(logger, "run_id", None):
+                return str(logger.run_id)  # type: ignore[attr-defined]
+        return None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lrl"] = {
+            "format": 1,
+            "recipe": self.recipe,
+            "env_spec": dataclasses.asdict(self.env_spec),
+            "frames": trainer.datamodule.frames,  # type: ignore[attr-defined]
+            "mlflow_run_id": self.run_id(trainer) if trainer.is_global_zero else None,
+            "tracking_uri": self.tracking_uri,
+        }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size < 2 or not dist.is_initialized():
+            return
+        digests: list[Any] = [None] * trainer.world_size
+        dist.all_gather_object(digests, param_digest(pl_module))
+        if trainer.is_global_zero:
+            (self.run_dir / "ddp_params.json").write_text(json.dumps({"sha256_per_rank": digests}, indent=1))
+            if len(set(digests)) > 1:
+                log.error("parameters differ across ranks after training: %s", digests)

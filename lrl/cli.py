@@ -1,0 +1,180 @@
+"""The ``lrl`` command line (Typer). Thin: parse, call :mod:`lrl.launch`, turn errors into one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lrl.errors import LrlError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep RL on PyTorch Lightning + TorchRL. Recipes in, MLflow runs out.")
+F = TypeVar("F", bound=Callable[..., Any])
+
+Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. algo.lr=3e-4 seed=1")]
+
+
+def _errors(fn: F) -> F:
+    """One clear line and a non-zero exit for user errors; tracebacks only with LRL_DEBUG=1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import os
+
+        try:
+            return fn(*args, **kwargs)
+        except LrlError as err:
+            if os.environ.get("LRL_DEBUG"):
+                raise
+            typer.echo(f"error: {err.message}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@_errors
+def train(
+    recipe: Annotated[str, typer.Argument(help="shipped recipe name (ppo/cartpole) or path to a YAML file")],
+    overrides: Overrides = None,
+    run_dir: Annotated[Path | None, typer.Option(help="default: runs/<name>/<timestamp>")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local store)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="validate and print the resolved recipe; write nothing")] = False,
+) -> None:
+    """Train a recipe."""
+    from lrl.launch import RunResult, setup_logging
+    from lrl.launch import train as _train
+    from lrl.recipe import dump
+
+    setup_logging()
+    out = _train(recipe, overrides or [], run_dir, tracking_uri, dry_run)
+    if not isinstance(out, RunResult):
+        typer.echo(dump(out), nl=False)
+        return
+    _report(out)
+
+
+def _report(out: Any) -> None:
+    if out.mlflow_run_id is None:  # a DDP child process
+        return
+    if out.interrupted:
+        typer.echo(f"interrupted at {out.frames:,} frames; checkpoint written. Continue with: lrl resume {out.run_dir}",
+                   err=True)
+        return
+    msg = f"done: {out.frames:,} frames, run dir {out.run_dir}, MLflow run {out.mlflow_run_id}"
+    if out.eval:
+        msg += f", eval return {out.eval['return_mean']:.1f} ± {out.eval['return_std']:.1f}"
+    typer.echo(msg, err=True)
+
+
+@app.command()
+@_errors
+def resume(
+    target: Annotated[str, typer.Argument(help="run directory or .ckpt file")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="e.g. budget.frames=200000")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="default: the run's own")] = None,
+) -> None:
+    """Continue an interrupted (or finished, with a larger budget) run exactly where it stopped."""
+    from lrl.launch import resume as _resume
+    from lrl.launch import setup_logging
+
+    setup_logging()
+    _report(_resume(target, overrides or [], tracking_uri))
+
+
+@app.command("eval")
+@_errors
+def eval_(
+    target: Annotated[str, typer.Argument(help="run directory or .ckpt file")],
+    episodes: Annotated[int, typer.Option(min=1)] = 20,
+    seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    video: Annotated[Path | None, typer.Option(help="write a GIF of one episode into this directory")] = None,
+    stochastic: Annotated[bool, typer.Option(help="sample actions instead of the deterministic policy")] = False,
+) -> None:
+    """Evaluate a checkpoint's policy (deterministic by default)."""
+    from lrl.launch import evaluate_run
+
+    result = evaluate_run(target, episodes, seed, video, deterministic=not stochastic)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{result['env']} @ {result['frames']:,} frames: return {result['return_mean']:.2f} ± "
+                   f"{result['return_std']:.2f} over {episodes} episodes (min {result['return_min']:.1f}, "
+                   f"max {result['return_max']:.1f})")
+
+
+@app.command("ls")
+@_errors
+def ls() -> None:
+    """List shipped recipes and registered algorithms."""
+    import yaml
+
+    from lrl.recipe.load import find_recipe, shipped_recipes
+    from lrl.recipe.registry import ALGORITHMS
+
+    typer.echo("recipes:")
+    for name in shipped_recipes():
+        data = yaml.safe_load(find_recipe(name).read_text())
+        env = data.get("env", {}).get("id", "?")
+        typer.echo(f"  {name:<28} {data.get('algo', {}).get('name', '?'):<10} {env:<20} "
+                   f"{data.get('budget', {}).get('frames', 0):>10,} frames")
+    typer.echo("algorithms: " + ", ".join(sorted(ALGORITHMS)))
+
+
+@app.command()
+@_errors
+def show(recipe: str, overrides: Overrides = None) -> None:
+    """Print the resolved recipe (every default filled in)."""
+    from lrl.recipe import dump, load
+
+    typer.echo(dump(load(recipe, overrides or [])), nl=False)
+
+
+@app.command()
+@_errors
+def cp(recipe: str, dest: Path, force: Annotated[bool, typer.Option(help="overwrite DEST")] = False) -> None:
+    """Copy a shipped recipe to DEST to edit it."""
+    from lrl.recipe.load import find_recipe
+
+    src = find_recipe(recipe)
+    target = dest / src.name if dest.is_dir() else dest
+    if target.exists() and not force:
+        raise LrlError(f"{target} exists; pass --force to overwrite")
+    shutil.copyfile(src, target)
+    typer.echo(str(target))
+
+
+@app.command()
+@_errors
+def validate(recipes: Annotated[list[str] | None, typer.Argument(help="default: all shipped")] = None) -> None:
+    """Validate recipes against the schema and the algorithm signatures, without building environments."""
+    from lrl.errors import RecipeError
+    from lrl.recipe import load
+    from lrl.recipe.load import shipped_recipes
+
+    failed = 0
+    for name in recipes or shipped_recipes():
+        try:
+            load(name)
+            typer.echo(f"ok    {name}")
+        except RecipeError as err:
+            failed += 1
+            typer.echo(f"FAIL  {err.message}", err=True)
+    if failed:
+        raise typer.Exit(2)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

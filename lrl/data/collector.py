@@ -1,0 +1,185 @@
+"""A lean in-process TorchRL collector over a gymnasium vector env (DESIGN.md §4).
+
+It subclasses :class:`torchrl.collectors.BaseCollector` and yields rollouts in TorchRL's layout, shape
+``[num_envs, T]`` (env batch first, time last, like TorchRL's own collectors), with ``observation``,
+``action``, whatever the policy returns (e.g. ``sample_log_prob``), and ``next/{observation, reward,
+terminated, truncated, done}`` (reward and flags with a trailing dim of 1). ``next/observation`` is the true
+final observation when an episode ended at that step, not the auto-reset one, so truncated steps can bootstrap.
+
+It steps the env with numpy and calls one plain policy module per vector step; that is ~5x the frame rate
+of TorchRL's stock ``Collector`` over ``GymWrapper`` on small envs. Everything needed to continue exactly is in
+``state_dict()``: the pickled vector env, the current observation, open-episode statistics, the sampling
+generator and the normalisation statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torchrl.collectors import BaseCollector
+
+from lrl.data.env import EnvSpec
+from lrl.data.normalize import ObsNormalizer, RewardScaler
+
+log = logging.getLogger(__name__)
+
+# A collection policy: observation batch (+ the collector's generator) -> {"action": ..., other keys}.
+CollectionPolicy = Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
+
+
+def _mujoco_states(env: gym.vector.VectorEnv) -> list[Any] | None:
+    envs = getattr(env, "envs", None)
+    if not envs or not hasattr(envs[0].unwrapped, "set_state"):
+        return None
+    return [(e.unwrapped.data.qpos.copy(), e.unwrapped.data.qvel.copy()) for e in envs]  # type: ignore[attr-defined]
+
+
+class VecEnvCollector(BaseCollector):
+    def __init__(self, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy, *,
+                 steps_per_env: int, env_seeds: list[int], device: torch.device | str = "cpu",
+                 obs_normalizer: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
+                 episode_window: int = 100) -> None:
+        super().__init__()
+        self.env, self.spec, self.policy = env, spec, policy
+        self.steps, self.num_envs = steps_per_env, env.num_envs
+        self.device = torch.device(device)
+        self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(env_seeds[0]) + 7919)
+        self.frames = 0
+        self.total_frames = -1  # endless; BaseCollector.__len__ reads it
+        self.completed: deque[tuple[float, int]] = deque(maxlen=episode_window)
+        self.new_episodes: list[tuple[float, int]] = []
+        obs, _ = env.reset(seed=[int(s) for s in env_seeds])  # type: ignore[arg-type]
+        self._obs = np.asarray(obs)
+        self._ep_return = np.zeros(self.num_envs)
+        self._ep_length = np.zeros(self.num_envs, np.int64)
+        self._low = np.asarray(spec.action_low, np.float32) if spec.action_low else None
+        self._high = np.asarray(spec.action_high, np.float32) if spec.action_high else None
+
+    def _normalize(self, obs: np.ndarray) -> np.ndarray:
+        return self.obs_normalizer(obs) if self.obs_normalizer else obs.astype(np.float32, copy=False)
+
+    @torch.no_grad()
+    def rollout(self) -> TensorDict:
+        T, N = self.steps, self.num_envs
+        shape = (T, N, *self.spec.obs_shape)
+        obs_buf, next_buf = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        rew_buf = np.empty((T, N), np.float32)
+        term_buf, trunc_buf = np.empty((T, N), bool), np.empty((T, N), bool)
+        out_bufs: dict[str, torch.Tensor] = {}
+        for t in range(T):
+            if self.obs_normalizer:
+                self.obs_normalizer.push(self._obs)
+            obs_t = self._normalize(self._obs)
+            obs_buf[t] = obs_t
+            out = self.policy(torch.from_numpy(obs_t).to(self.device), self.generator)
+            for k, v in out.items():
+                if k not in out_bufs:
+                    out_bufs[k] = torch.empty((T, *v.shape), dtype=v.dtype, device=v.device)
+                out_bufs[k][t] = v
+            action = out["action"].cpu().numpy()
+            if self._low is not None:
+                action = np.clip(action, self._low, self._high)
+            next_obs, reward, term, trunc, info = self.env.step(action)
+            reward = np.asarray(reward, np.float64)
+            done = np.logical_or(term, trunc)
+            final = np.asarray(next_obs).copy()
+            if done.any():
+                for i in np.flatnonzero(done):
+                    final[i] = info["final_obs"][i]
+            next_buf[t] = self._normalize(final)
+            self._ep_return += reward
+            self._ep_length += 1
+            for i in np.flatnonzero(done):
+                self.new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+            self._ep_return[done] = 0.0
+            self._ep_length[done] = 0
+            rew_buf[t] = self.reward_scaler(reward, done) if self.reward_scaler else reward
+            term_buf[t], trunc_buf[t] = term, trunc
+            self._obs = np.asarray(next_obs)
+        self.frames += T * N
+        self.completed.extend(self.new_episodes)
+
+        def tm(x: np.ndarray | torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [N, T, ...] on device
+            x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            return x.transpose(0, 1).to(self.device)
+
+        term_t, trunc_t = tm(term_buf).unsqueeze(-1), tm(trunc_buf).unsqueeze(-1)
+        td = TensorDict(
+            {
+                "observation": tm(obs_buf),
+                **{k: tm(v) for k, v in out_bufs.items()},
+                "next": {
+                    "observation": tm(next_buf),
+                    "reward": tm(rew_buf).unsqueeze(-1),
+                    "terminated": term_t,
+                    "truncated": trunc_t,
+                    "done": term_t | trunc_t,
+                },
+            },
+            batch_size=[N, T],
+            device=self.device,
+        )
+        return td
+
+    def pop_episodes(self) -> list[tuple[float, int]]:
+        """Episodes (return, length) completed since the last call, in raw (unscaled) reward."""
+        out, self.new_episodes = self.new_episodes, []
+        return out
+
+    # --- torchrl.collectors.BaseCollector -------------------------------------------------------------
+    def iterator(self) -> Iterator[TensorDict]:
+        while True:
+            yield self.rollout()
+
+    def set_seed(self, seed: int, static_seed: bool = False) -> int:
+        obs, _ = self.env.reset(seed=[seed + i for i in range(self.num_envs)])  # type: ignore[arg-type]
+        self._obs = np.asarray(obs)
+        self.generator.manual_seed(seed + 7919)
+        return seed
+
+    def shutdown(self, timeout: float | None = None, close_env: bool = True, raise_on_error: bool = True) -> None:
+        if close_env:
+            self.env.close()
+
+    def state_dict(self) -> OrderedDict:
+        try:
+            env_bytes: bytes | None = pickle.dumps(self.env)
+        except Exception:  # async vector envs hold processes and pipes
+            env_bytes = None
+        return OrderedDict(
+            env=env_bytes, mujoco=_mujoco_states(self.env), obs=self._obs.copy(),
+            ep_return=self._ep_return.copy(), ep_length=self._ep_length.copy(),
+            generator=self.generator.get_state(), frames=self.frames, completed=list(self.completed),
+            obs_normalizer=self.obs_normalizer.state_dict() if self.obs_normalizer else None,
+            reward_scaler=self.reward_scaler.state_dict() if self.reward_scaler else None,
+        )
+
+    def load_state_dict(self, state: OrderedDict) -> None:
+        if state["env"] is not None:
+            self.env.close()
+            self.env = pickle.loads(state["env"])
+            if state.get("mujoco"):
+                for e, (qpos, qvel) in zip(self.env.envs, state["mujoco"], strict=True):  # type: ignore[attr-defined]
+                    e.unwrapped.set_state(qpos, qvel)
+            self._obs = state["obs"].copy()
+            self._ep_return, self._ep_length = state["ep_return"].copy(), state["ep_length"].copy()
+        else:
+            log.warning("environment state was not saved (unpicklable env); open episodes restart from a reset")
+        self.generator.set_state(state["generator"])
+        self.frames = state["frames"]
+        self.completed.clear()
+        self.completed.extend(state["completed"])
+        if self.obs_normalizer and state["obs_normalizer"]:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+        if self.reward_scaler and state["reward_scaler"]:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])

@@ -1,0 +1,209 @@
+"""On-policy experience as a LightningDataModule (DESIGN.md §3).
+
+Each rollout: the collector steps ``frames_per_batch / world_size`` frames on this rank with the module's
+current ``collection_policy()``, the module annotates it (``process_rollout``: values, advantages, ...), and
+the stream yields ``epochs`` passes of shuffled minibatches of ``minibatch_size / world_size`` samples (or the
+whole rollout when ``minibatch_size`` is None). The module pulls batches itself (``training_step(self,
+dataloader_iter)``), so nothing is collected ahead of an update and a checkpoint taken at a rollout boundary
+holds exactly what comes next.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+from tensordict import TensorDict
+
+from lrl.data.collector import VecEnvCollector
+from lrl.data.env import EnvSpec, make_vec_env
+from lrl.data.normalize import ObsNormalizer, RewardScaler
+from lrl.errors import RecipeError
+from lrl.recipe.schema import EnvConfig
+
+
+@dataclass
+class Batch:
+    """One minibatch plus the clock: what the module needs for schedules and logging."""
+
+    td: TensorDict
+    frames: int  # global env frames collected so far (including this rollout)
+    progress_remaining: float  # 1 at the start of the budget, 0 at its end
+    rollout: int  # index of the rollout this minibatch comes from
+    first: bool  # first minibatch of its rollout
+    episodes: list[tuple[float, int]] = field(default_factory=list)  # finished since the previous rollout
+
+
+def _gather(obj: Any) -> list[Any]:
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class OnPolicyDataModule(L.LightningDataModule):
+    def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
+                 frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10) -> None:
+        """
+        Args:
+            frames_per_batch: frames per rollout, global across ranks (``num_envs × steps per env``).
+            minibatch_size: samples per gradient step, global across ranks; None = the whole rollout.
+            epochs: passes over each rollout.
+        """
+        super().__init__()
+        self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
+        self.frames_per_batch, self.minibatch_size, self.epochs = frames_per_batch, minibatch_size, epochs
+        self.collector: VecEnvCollector | None = None
+        self.world_size, self.rank = 1, 0
+        self._pending_state: dict[str, Any] | None = None
+        self.rollouts = 0
+        self.final_frames = 0
+        self._queue: list[torch.Tensor] = []
+        self._flat: TensorDict | None = None
+        self._perm_gen = torch.Generator()
+        self._perm_gen.manual_seed(seed + 104729)
+
+    # --- set-up -----------------------------------------------------------------------------------------
+    def _check_sizes(self) -> None:
+        w, n = self.world_size, self.env_cfg.num_envs
+        if n % w:
+            raise RecipeError(f"env.num_envs={n} must be divisible by the number of processes ({w})")
+        if self.frames_per_batch % n:
+            raise RecipeError(f"data.frames_per_batch={self.frames_per_batch} must be a multiple of env.num_envs={n}")
+        mb = self.minibatch_size
+        if mb is not None and (mb % w or self.frames_per_batch % mb):
+            raise RecipeError(f"data.minibatch_size={mb} must divide data.frames_per_batch={self.frames_per_batch}"
+                              f" and be divisible by the number of processes ({w})")
+
+    def train_dataloader(self) -> RolloutStream:
+        trainer = self.trainer
+        module: Any = trainer.lightning_module  # type: ignore[union-attr]
+        self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
+        self._check_sizes()
+        if self.collector is None:
+            local_envs = self.env_cfg.num_envs // self.world_size
+            first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
+            cfg = self.env_cfg
+            obs_norm = ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
+            gamma = float(getattr(module, "gamma", 0.99))
+            rew_scale = RewardScaler(local_envs, gamma, cfg.clip_reward) if cfg.normalize_reward else None
+            self.collector = VecEnvCollector(
+                make_vec_env(cfg, local_envs), self.env_spec, module.collection_policy(),
+                steps_per_env=self.frames_per_batch // cfg.num_envs,
+                env_seeds=[first + i for i in range(local_envs)], device=module.device,
+                obs_normalizer=obs_norm, reward_scaler=rew_scale,
+            )
+            if self._pending_state is not None:
+                self._load_rank_state(self._pending_state)
+                self._pending_state = None
+        return RolloutStream(self)
+
+    def teardown(self, stage: str) -> None:
+        if self.collector is not None:
+            self.final_frames = self.frames
+            self.collector.shutdown()
+            self.collector = None
+
+    # --- the clock ----------------------------------------------------------------------------------------
+    @property
+    def frames(self) -> int:
+        """Global environment frames collected so far."""
+        return (self.collector.frames if self.collector is not None else 0) * self.world_size
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when every minibatch of the current rollout has been handed out (or none was collected yet)."""
+        return not self._queue
+
+    def end_rollout(self) -> None:
+        """Drop the rest of the current rollout's minibatches (e.g. a PPO KL early stop)."""
+        self._queue.clear()
+
+    # --- producing batches --------------------------------------------------------------------------------
+    def _collect(self) -> Batch:
+        assert self.collector is not None
+        module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
+        td = self.collector.rollout()
+        gather = _gather if distributed() else None
+        for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
+            if norm is not None:
+                norm.sync(gather)
+        td = module.process_rollout(td)
+        self._flat = td.reshape(-1)
+        n = self._flat.shape[0]
+        mb = n if self.minibatch_size is None else self.minibatch_size // self.world_size
+        self._queue = [
+            idx for _ in range(self.epochs) for idx in torch.randperm(n, generator=self._perm_gen).split(mb)
+        ] if self.minibatch_size is not None else [torch.arange(n) for _ in range(self.epochs)]
+        self.rollouts += 1
+        return Batch(self._flat, self.frames, 0.0, self.rollouts, True, self.collector.pop_episodes())
+
+    def next_batch(self) -> Batch:
+        first: Batch | None = self._collect() if not self._queue else None
+        assert self._flat is not None
+        idx = self._queue.pop(0)
+        td = self._flat if self.minibatch_size is None else self._flat[idx.to(self._flat.device)]
+        remaining = max(0.0, 1.0 - self.frames / self.budget_frames)
+        return Batch(td, self.frames, remaining, self.rollouts, first is not None,
+                     first.episodes if first is not None else [])
+
+    # --- checkpoint state (per rank; gathered so rank 0 writes all of them) --------------------------
+    def _rank_state(self) -> dict[str, Any]:
+        if not self.at_boundary:
+            raise RuntimeError("on-policy checkpoints are taken at rollout boundaries only")
+        return {
+            "collector": self.collector.state_dict() if self.collector is not None else None,
+            "perm_gen": self._perm_gen.get_state(),
+            "rollouts": self.rollouts,
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()},
+        }
+
+    def _load_rank_state(self, state: dict[str, Any]) -> None:
+        if state["collector"] is not None and self.collector is not None:
+            self.collector.load_state_dict(state["collector"])
+        self._perm_gen.set_state(state["perm_gen"])
+        self.rollouts = state["rollouts"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def state_dict(self) -> dict[str, Any]:
+        mine = self._rank_state()
+        ranks = _gather(mine) if distributed() else [mine]
+        return {"world_size": len(ranks), "ranks": ranks}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        if state_dict["world_size"] != world:
+            raise RecipeError(
+                f"checkpoint was written by {state_dict['world_size']} processes; resume with the same "
+                f"trainer.devices × trainer.num_nodes (got {world})"
+            )
+        self._pending_state = state_dict["ranks"][rank]
+        if self.collector is not None:
+            self._load_rank_state(self._pending_state)
+            self._pending_state = None
+
+
+class RolloutStream:
+    """The train "dataloader": an endless iterator of :class:`Batch`; frames and the budget end the run."""
+
+    def __init__(self, dm: OnPolicyDataModule) -> None:
+        self.dm = dm
+
+    def __iter__(self) -> RolloutStream:
+        return self
+
+    def __next__(self) -> Batch:
+        return self.dm.next_batch()

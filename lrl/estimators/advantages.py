@@ -1,0 +1,54 @@
+"""TD errors, discounted returns and GAE over a time-last rollout ``[..., T]``.
+
+Conventions (seed 004 §3.4, ch. 5; SEED-NOTES §1.4):
+- ``next_value[..., t]`` is V of the observation that followed step t: the true final observation when the
+  episode ended there (not the auto-reset one).
+- ``terminated`` zeroes the bootstrap: the episode really ended, its future is worth 0.
+- ``done = terminated | truncated`` stops accumulation across episode boundaries. A truncated step (time
+  limit) still bootstraps from V(final observation) through ``next_value``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def td_error(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor,
+             terminated: torch.Tensor, gamma: float) -> torch.Tensor:
+    """δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)."""
+    return reward + gamma * next_value * (~terminated).to(reward.dtype) - value
+
+
+def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
+        done: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalised advantage estimate Â_t = Σ_l (γλ)^l δ_{t+l} within an episode (seed 004 eq. 5.6–5.7).
+
+    λ = 0 gives δ_t; λ = 1 gives the bootstrapped discounted return minus V(s_t). Computed in float32.
+    """
+    delta = td_error(reward.float(), value.float(), next_value.float(), terminated, gamma)
+    keep = (~done).float() * (gamma * lam)
+    adv = torch.empty_like(delta)
+    last = torch.zeros_like(delta[..., 0])
+    for t in range(delta.shape[-1] - 1, -1, -1):
+        last = delta[..., t] + keep[..., t] * last
+        adv[..., t] = last
+    return adv
+
+
+def discounted_returns(reward: torch.Tensor, done: torch.Tensor, gamma: float,
+                       bootstrap: torch.Tensor | None = None) -> torch.Tensor:
+    """Reward-to-go G_t = Σ_{k≥t} γ^{k−t} r_k within an episode (seed 004 eq. 3.28, relative exponent).
+
+    The sum is cut after a ``done`` step and after the rollout's last step; there ``bootstrap[..., t]`` (default
+    0) stands in for the rest: pass V of the next observation on truncated steps and at the rollout end, and 0
+    on terminated steps.
+    """
+    cut = done.clone()
+    cut[..., -1] = True
+    boot = torch.zeros_like(reward, dtype=torch.float32) if bootstrap is None else bootstrap.float()
+    out = torch.empty_like(reward, dtype=torch.float32)
+    running = torch.zeros_like(reward[..., 0], dtype=torch.float32)
+    for t in range(reward.shape[-1] - 1, -1, -1):
+        running = reward[..., t].float() + gamma * torch.where(cut[..., t], boot[..., t], running)
+        out[..., t] = running
+    return out

@@ -1,0 +1,165 @@
+"""Deterministic evaluation and the exported policy (``lrl.load_policy``).
+
+A :class:`Policy` maps a batch of raw gymnasium observations (numpy) to a batch of actions (numpy), with the
+run's observation normalisation applied inside, so a trained agent can be used outside lrl with plain numpy.
+Evaluation runs each episode to its end on its own env with its own seed (``seed + i``), in waves of vector
+envs, so the result does not favour short episodes.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from lrl.data.env import env_fn
+from lrl.errors import LrlError
+from lrl.recipe.schema import EnvConfig
+
+
+class Policy:
+    """Callable policy: ``actions = policy(observations)`` on numpy batches."""
+
+    def __init__(self, module: Any, obs_stats: dict[str, Any] | None, clip_obs: float,
+                 deterministic: bool = True) -> None:
+        self.module = module.eval()
+        self.deterministic = deterministic
+        self.obs_stats, self.clip_obs = obs_stats, clip_obs
+        self.env_spec = module.env_spec
+        self._low = np.asarray(self.env_spec.action_low, np.float32) if self.env_spec.action_low else None
+        self._high = np.asarray(self.env_spec.action_high, np.float32) if self.env_spec.action_high else None
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        if self.obs_stats is None:
+            return obs
+        out = (obs - self.obs_stats["mean"]) / np.sqrt(self.obs_stats["var"] + 1e-8)
+        return np.clip(out, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(self.normalize(obs), device=self.module.device)
+        action = self.module.act(x, deterministic=self.deterministic).cpu().numpy()
+        if self._low is not None:
+            action = np.clip(action, self._low, self._high)
+        return action
+
+
+def resolve_checkpoint(target: str | Path) -> Path:
+    """A run directory (→ its ``checkpoints/last.ckpt``, else the latest periodic one) or a ``.ckpt`` file."""
+    path = Path(target)
+    if path.is_dir():
+        ckdir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        last = ckdir / "last.ckpt"
+        if last.is_file():
+            return last
+        periodic = sorted(ckdir.glob("frames-*.ckpt"))
+        if periodic:
+            return periodic[-1]
+        raise LrlError(f"no checkpoint in '{target}' (expected checkpoints/last.ckpt); is it an lrl run directory?")
+    if not path.is_file():
+        raise LrlError(f"checkpoint '{target}' not found; pass a run directory or a .ckpt file")
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise LrlError(f"checkpoint '{path}' is unreadable or corrupt ({type(err).__name__}); "
+                       "use another checkpoint of the run (checkpoints/frames-*.ckpt)") from None
+    if not isinstance(ckpt, dict) or "lrl" not in ckpt:
+        raise LrlError(f"'{path}' is not an lrl checkpoint (no run information in it)")
+    return ckpt
+
+
+def _obs_stats(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    for key, value in ckpt.items():
+        if isinstance(value, dict) and "ranks" in value and key.endswith("DataModule"):
+            coll = value["ranks"][0].get("collector") or {}
+            norm = coll.get("obs_normalizer")
+            if norm is None:
+                return None
+            shared, pending = norm["shared"], norm["pending"]
+            from lrl.data.normalize import RunningMeanStd
+
+            stats = RunningMeanStd(np.shape(shared["mean"]))
+            stats.load_state_dict(shared)
+            stats.update_moments(np.asarray(pending["mean"]), np.asarray(pending["var"]), float(pending["count"]))
+            return {"mean": stats.mean, "var": stats.var}
+    return None
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, device: str = "cpu") -> Policy:
+    from lrl.callbacks.run_info import env_spec_from_dict
+    from lrl.recipe import validate
+    from lrl.recipe.registry import algorithm_class
+
+    recipe = validate(ckpt["lrl"]["recipe"], source="checkpoint recipe")
+    algo = {k: v for k, v in recipe.algo.items() if k != "name"}
+    spec = env_spec_from_dict(ckpt["lrl"]["env_spec"])
+    module = algorithm_class(recipe.algo["name"])(spec, **{**algo, "compile": False})
+    module.load_state_dict(ckpt["state_dict"])
+    module.to(device)
+    return Policy(module, _obs_stats(ckpt), recipe.env.clip_obs, deterministic)
+
+
+def load_policy(target: str | Path, deterministic: bool = True, device: str = "cpu") -> Policy:
+    """The trained policy of a run directory or checkpoint, as a numpy-in, numpy-out callable."""
+    return policy_from_checkpoint(read_checkpoint(resolve_checkpoint(target)), deterministic, device)
+
+
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, episodes: int, seed: int,
+             video_dir: Path | None = None, wave: int = 16) -> dict[str, Any]:
+    """Run ``episodes`` full episodes (seeds ``seed + i``); returns mean/std/min/max return and lengths."""
+    returns: list[float] = []
+    lengths: list[int] = []
+    for start in range(0, episodes, wave):
+        n = min(wave, episodes - start)
+        env = gym.vector.SyncVectorEnv([env_fn(env_cfg) for _ in range(n)],
+                                       autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        obs, _ = env.reset(seed=[seed + start + i for i in range(n)])
+        ret, length = np.zeros(n), np.zeros(n, np.int64)
+        running = np.ones(n, bool)
+        while running.any():
+            obs, reward, term, trunc, _ = env.step(policy(obs))
+            ret += reward * running
+            length += running
+            running &= ~(term | trunc)
+        env.close()
+        returns += ret.tolist()
+        lengths += length.tolist()
+    if video_dir is not None:
+        record_video(policy, env_cfg, seed, Path(video_dir))
+    arr = np.asarray(returns)
+    return {"return_mean": float(arr.mean()), "return_std": float(arr.std()), "return_min": float(arr.min()),
+            "return_max": float(arr.max()), "length_mean": float(np.mean(lengths)), "episodes": episodes,
+            "seed": seed, "returns": [float(r) for r in returns]}
+
+
+def record_video(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int, out_dir: Path,
+                 fps: int = 30) -> Path:
+    """One episode rendered to an animated GIF (Pillow; no video codec needed)."""
+    from PIL import Image
+
+    env = env_fn(env_cfg, render_mode="rgb_array")()
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()]
+    done = False
+    while not done:
+        obs, _, term, trunc, _ = env.step(policy(np.asarray(obs)[None])[0])
+        frames.append(env.render())
+        done = bool(term or trunc)
+    env.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{env_cfg.id}-seed{seed}.gif"
+    images = [Image.fromarray(np.asarray(f)) for f in frames[:: max(1, math.ceil(len(frames) / 600))]]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path

@@ -1,0 +1,212 @@
+"""Recipe → Trainer + LightningModule + LightningDataModule + callbacks + logger → fit (DESIGN.md §2).
+
+``train`` starts a run, ``resume`` continues one from a checkpoint (same run directory, same MLflow run),
+``evaluate_run`` evaluates a checkpoint. Everything that can be checked is checked before anything is
+written: a bad recipe, environment, checkpoint or tracking server leaves no run directory behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lrl.errors import LrlError, RecipeError
+from lrl.recipe import Recipe, dump, load, validate
+from lrl.recipe.load import apply_overrides
+
+log = logging.getLogger("lrl")
+
+RUN_DIR_ENV = "LRL_RUN_DIR"  # rank 0 hands its run directory to the DDP processes it launches
+RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every_frames")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    frames: int
+    interrupted: bool
+    eval: dict[str, Any] | None
+    mlflow_run_id: str | None
+
+
+def _is_child_rank() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def _default_run_dir(recipe: Recipe) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / recipe.name / stamp
+
+
+def _check_action_space(recipe: Recipe, env_spec: Any) -> None:
+    from lrl.recipe.registry import algorithm_class
+
+    cls = algorithm_class(recipe.algo["name"])
+    if env_spec.action_kind not in cls.action_kinds:
+        raise RecipeError(
+            f"algo.name={recipe.algo['name']} needs {' or '.join(cls.action_kinds)} actions, but {env_spec.id} "
+            f"has {env_spec.action_kind} actions; pick another algorithm or environment"
+        )
+
+
+def _strategy(recipe: Recipe, module: Any) -> Any:
+    strategy = recipe.trainer.get("strategy", "auto")
+    if strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=getattr(module, "ddp_find_unused_parameters", False))
+    return strategy
+
+
+def _quiet() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.migration.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(does not have many workers|checkpoint that ended before|"
+                            "has `shuffle=True`|Starting from v1.9.0|is an infinite|MLFlowLogger|"
+                            "`training_step` returned `None`|You're resuming from a checkpoint|"
+                            "dataloader_iter|LeafSpec).*")
+
+
+def _threads(recipe: Recipe) -> None:
+    """Small MLPs are fastest on few threads; several CPU processes must not oversubscribe the cores."""
+    import torch
+
+    devices = recipe.trainer.get("devices", 1)
+    procs = devices if isinstance(devices, int) and devices > 0 else 1
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // procs)))
+
+
+def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None = None,
+        mlflow_run_id: str | None = None) -> RunResult:
+    """Build everything from a validated recipe and fit. Rank 0 writes; other ranks only compute."""
+    import lightning as L
+
+    from lrl.callbacks import Evaluation, FrameCheckpoint, FrameProgress, RunInfo
+    from lrl.data.env import probe_env_spec
+    from lrl.recipe.registry import algorithm_class, datamodule_class
+    from lrl.tracking import log_run_artifacts, make_logger
+    from lrl.tracking.mlflow import flatten
+
+    _quiet()
+    _threads(recipe)
+    env_spec = probe_env_spec(recipe.env)
+    _check_action_space(recipe, env_spec)
+    L.seed_everything(recipe.seed, workers=False, verbose=False)
+    algo = {k: v for k, v in recipe.algo.items() if k != "name"}
+    module = algorithm_class(recipe.algo["name"])(env_spec, **algo)
+    module.log_every_frames = recipe.tracking.log_every_frames
+    data = {k: v for k, v in recipe.data.items() if k != "name"}
+    datamodule = datamodule_class(recipe.data["name"])(
+        env=recipe.env, env_spec=env_spec, seed=recipe.seed, budget_frames=recipe.budget.frames, **data)
+
+    logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or recipe.name,
+                         run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
+    ckpt_cb = FrameCheckpoint(run_dir / "checkpoints", recipe.budget.frames, recipe.checkpoint.every_frames)
+    eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed)
+    callbacks = [ckpt_cb, eval_cb, FrameProgress(recipe.budget.frames),
+                 RunInfo(recipe.to_dict(), env_spec, run_dir, tracking_uri)]
+    trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
+    trainer = L.Trainer(
+        **trainer_kwargs, strategy=_strategy(recipe, module), logger=logger, callbacks=callbacks,
+        max_epochs=-1, max_steps=-1, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
+        default_root_dir=str(run_dir), log_every_n_steps=1_000_000,
+    )
+    if trainer.is_global_zero and mlflow_run_id is None:
+        logger.log_hyperparams(flatten(recipe.to_dict()))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=False)
+    except KeyboardInterrupt:
+        raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is intact") from None
+    if not trainer.is_global_zero:
+        return RunResult(run_dir, datamodule.final_frames, ckpt_cb.interrupted, None, None)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt_cb.interrupted:
+        log_run_artifacts(logger, run_dir, last)
+    logger.finalize("KILLED" if ckpt_cb.interrupted else "success")
+    return RunResult(run_dir, datamodule.final_frames, ckpt_cb.interrupted, eval_cb.last, logger.run_id)
+
+
+def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,
+          tracking_uri: str | None = None, dry_run: bool = False) -> RunResult | Recipe:
+    from lrl.data.env import probe_env_spec
+    from lrl.tracking import check_reachable, resolve_tracking_uri
+
+    recipe = load(recipe_ref, overrides or [])
+    _check_action_space(recipe, probe_env_spec(recipe.env))
+    uri = resolve_tracking_uri(tracking_uri, recipe.tracking.tracking_uri)
+    if dry_run:
+        return recipe
+    child = _is_child_rank()
+    if not child:
+        check_reachable(uri)
+    if child and os.environ.get(RUN_DIR_ENV):
+        rd = Path(os.environ[RUN_DIR_ENV])
+    else:
+        rd = Path(run_dir) if run_dir else _default_run_dir(recipe)
+        if (rd / "checkpoints").exists() and any((rd / "checkpoints").iterdir()):
+            raise LrlError(f"run directory {rd} already holds checkpoints; use `lrl resume {rd}` or another --run-dir")
+        os.environ[RUN_DIR_ENV] = str(rd)
+    if not child:
+        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (rd / "recipe.yaml").write_text(dump(recipe))
+    try:
+        return run(recipe, rd, uri)
+    except BaseException:
+        if not child and not any((rd / "checkpoints").iterdir()):
+            shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing
+        raise
+
+
+def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri: str | None = None) -> RunResult:
+    from lrl.evaluate import read_checkpoint, resolve_checkpoint
+    from lrl.tracking import check_reachable
+
+    ckpt_path = resolve_checkpoint(target)
+    info = read_checkpoint(ckpt_path)["lrl"]
+    for text in overrides or []:
+        if not text.startswith(RESUMABLE_KEYS):
+            raise RecipeError(f"override '{text}': a resumed run keeps its algorithm, environment and data; only "
+                              f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can change")
+    recipe = validate(apply_overrides(info["recipe"], overrides or []), source=f"checkpoint {ckpt_path}")
+    if info["frames"] >= recipe.budget.frames and not overrides:
+        log.warning("the run already reached budget.frames=%d; pass budget.frames=N to extend it",
+                    recipe.budget.frames)
+    uri = tracking_uri or info.get("tracking_uri") or recipe.tracking.tracking_uri
+    if uri is None:
+        from lrl.tracking import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(None, None)
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    if not _is_child_rank():
+        check_reachable(uri)
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        (run_dir / "recipe.yaml").write_text(dump(recipe))
+    return run(recipe, run_dir, uri, ckpt_path=ckpt_path, mlflow_run_id=info.get("mlflow_run_id"))
+
+
+def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_dir: str | Path | None = None,
+                 deterministic: bool = True) -> dict[str, Any]:
+    from lrl.evaluate import evaluate, policy_from_checkpoint, read_checkpoint, resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(target)
+    ckpt = read_checkpoint(ckpt_path)
+    policy = policy_from_checkpoint(ckpt, deterministic)
+    recipe = validate(ckpt["lrl"]["recipe"], source=f"checkpoint {ckpt_path}")
+    result = evaluate(policy, recipe.env, episodes, seed, Path(video_dir) if video_dir else None)
+    result.update({"checkpoint": str(ckpt_path), "frames": ckpt["lrl"]["frames"], "env": recipe.env.id})
+    return result
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s")

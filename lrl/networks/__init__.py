@@ -1,0 +1,6 @@
+"""Network bodies and policy heads shared by all algorithms."""
+
+from lrl.networks.heads import CategoricalHead, GaussianHead, PolicyHead, make_policy_head
+from lrl.networks.mlp import ActorCritic, mlp
+
+__all__ = ["ActorCritic", "CategoricalHead", "GaussianHead", "PolicyHead", "make_policy_head", "mlp"]

@@ -1,0 +1,6 @@
+"""Recipes: typed YAML that says everything about a run (DESIGN.md §2)."""
+
+from lrl.recipe.load import dump, load, shipped_recipes, validate
+from lrl.recipe.schema import Recipe
+
+__all__ = ["Recipe", "dump", "load", "shipped_recipes", "validate"]

@@ -1,0 +1,103 @@
+"""MLflow through Lightning's ``MLFlowLogger``; frames are the step axis of every metric.
+
+Default store: MLflow's own default tracking URI (a local store in the working directory, which ``mlflow ui``
+started there shows). ``--tracking-uri`` / ``MLFLOW_TRACKING_URI`` point at a server, which is checked before
+anything is written, so an unreachable server fails in one line instead of after an hour of training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lrl.errors import LrlError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_tracking_uri(cli_uri: str | None, recipe_uri: str | None) -> str:
+    if cli_uri:
+        return cli_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if recipe_uri:
+        return recipe_uri
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise LrlError(f"MLflow tracking server {uri} answered {resp.status} on /health")
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise LrlError(f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass another "
+                       "--tracking-uri") from None
+
+
+def make_logger(uri: str, experiment: str, run_name: str | None, run_id: str | None = None,
+                tags: dict[str, Any] | None = None) -> Any:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, run_id=run_id,
+                        tags=tags, log_model=False)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def learning_curve(client: Any, run_id: str, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for key, label in (("train/episode_return", "train episode return"), ("eval/return_mean", "eval return")):
+        hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if hist:
+            ax.plot([m.step for m in hist], [m.value for m in hist], label=label, marker="." if "eval" in key else None)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def log_run_artifacts(logger: Any, run_dir: Path, policy_path: Path | None) -> None:
+    """Resolved recipe, learning-curve plot and the final policy checkpoint as artifacts of the run."""
+    client, run_id = logger.experiment, logger.run_id
+    client.log_artifact(run_id, str(run_dir / "recipe.yaml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = learning_curve(client, run_id, Path(tmp) / "learning_curve.png")
+        if plot is not None:
+            client.log_artifact(run_id, str(plot))
+    if policy_path is not None and policy_path.is_file():
+        client.log_artifact(run_id, str(policy_path), artifact_path="policy")

@@ -59,6 +59,9 @@ class RLModule(L.LightningModule):
     def add_episodes(self, episodes: list[tuple[float, int]]) -> None:
         self._episodes.extend(episodes)
 
+    def on_train_end(self) -> None:
+        self.flush_metrics(force=True)  # the last frames get their metrics too
+
     def flush_metrics(self, force: bool = False) -> dict[str, float] | None:
         """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
         now = time.perf_counter()

@@ -28,9 +28,11 @@ class Evaluation(L.Callback):
         norm = trainer.datamodule.collector.obs_normalizer  # type: ignore[attr-defined]
         stats = None if norm is None else {"mean": norm.current.mean, "var": norm.current.var}
         policy = Policy(pl_module, stats, self.env_cfg.clip_obs, self.cfg.deterministic)
-        self.last = evaluate(policy, self.env_cfg, self.cfg.episodes, self.seed)
-        pl_module.train()
         frames = trainer.datamodule.frames  # type: ignore[attr-defined]
+        if self.last is not None and self.last["frames"] == frames:
+            return  # the final evaluation fell on a periodic one
+        self.last = {**evaluate(policy, self.env_cfg, self.cfg.episodes, self.seed), "frames": frames}
+        pl_module.train()
         metrics = {"eval/return_mean": self.last["return_mean"], "eval/return_std": self.last["return_std"]}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=frames)

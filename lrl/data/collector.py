@@ -36,10 +36,36 @@ CollectionPolicy = Callable[[torch.Tensor, torch.Generator], dict[str, torch.Ten
 
 
 def _mujoco_states(env: gym.vector.VectorEnv) -> list[Any] | None:
+    """MuJoCo's full integration state (qpos, qvel, act, warm-start, controls, ...) of each sub-env.
+
+    A pickled MuJoCo env does not continue identically by itself (DESIGN.md §6): gymnasium's MuJoCo envs
+    pickle their constructor arguments (EzPickle) and come back fresh. Restoring this state and the env's own
+    random generator (used at resets) makes it continue step for step.
+    """
     envs = getattr(env, "envs", None)
-    if not envs or not hasattr(envs[0].unwrapped, "set_state"):
+    if not envs or not hasattr(envs[0].unwrapped, "data"):
         return None
-    return [(e.unwrapped.data.qpos.copy(), e.unwrapped.data.qvel.copy()) for e in envs]  # type: ignore[attr-defined]
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    out = []
+    for e in envs:
+        u = e.unwrapped
+        state = np.empty(mujoco.mj_stateSize(u.model, spec))
+        mujoco.mj_getState(u.model, u.data, state, spec)
+        out.append((state, u.np_random.bit_generator.state))
+    return out
+
+
+def _set_mujoco_states(env: gym.vector.VectorEnv, states: list[Any]) -> None:
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    for e, (state, rng_state) in zip(env.envs, states, strict=True):  # type: ignore[attr-defined]
+        u = e.unwrapped
+        u.np_random.bit_generator.state = rng_state
+        mujoco.mj_setState(u.model, u.data, state, spec)
+        mujoco.mj_forward(u.model, u.data)
 
 
 class VecEnvCollector(BaseCollector):
@@ -169,8 +195,7 @@ class VecEnvCollector(BaseCollector):
             self.env.close()
             self.env = pickle.loads(state["env"])
             if state.get("mujoco"):
-                for e, (qpos, qvel) in zip(self.env.envs, state["mujoco"], strict=True):  # type: ignore[attr-defined]
-                    e.unwrapped.set_state(qpos, qvel)
+                _set_mujoco_states(self.env, state["mujoco"])
             self._obs = state["obs"].copy()
             self._ep_return, self._ep_length = state["ep_return"].copy(), state["ep_length"].copy()
         else:

@@ -114,12 +114,17 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     callbacks = [ckpt_cb, eval_cb, FrameProgress(recipe.budget.frames),
                  RunInfo(recipe.to_dict(), env_spec, run_dir, tracking_uri)]
     trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
-    trainer = L.Trainer(
-        **trainer_kwargs, strategy=_strategy(recipe, module), logger=logger, callbacks=callbacks,
-        max_epochs=-1, max_steps=-1, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
-        default_root_dir=str(run_dir), log_every_n_steps=1_000_000,
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = L.Trainer(
+            **trainer_kwargs, strategy=_strategy(recipe, module), logger=logger, callbacks=callbacks,
+            max_epochs=-1, max_steps=-1, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+            use_distributed_sampler=False, default_root_dir=str(run_dir), log_every_n_steps=1_000_000,
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
+        raise RecipeError(f"trainer: {err}") from None
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
     try:

@@ -8,6 +8,7 @@ argument's annotation, so a recipe can never carry a hyperparameter that the cod
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from typing import Any, Literal
 
@@ -146,6 +147,9 @@ def check_trainer(values: dict[str, Any]) -> dict[str, Any]:
                 out[key] = TypeAdapter(typ).validate_python(out[key], strict=True)
             except ValidationError:
                 raise RecipeError(f"trainer.{key}: expected {typ}, got {out[key]!r}") from None
+    devices = out.get("devices")
+    if isinstance(devices, str) and not re.fullmatch(r"auto|-1|\d+|\d+(,\d+)*,?", devices.strip()):
+        raise RecipeError(f"trainer.devices: expected a count, a list of indices, 'auto' or -1, got {devices!r}")
     if out.get("accumulate_grad_batches", 1) != 1:
         raise RecipeError("trainer.accumulate_grad_batches: not supported; use a larger algo minibatch instead")
     return out

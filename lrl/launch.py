@@ -215,3 +215,6 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no duplicate lines
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -128,7 +128,8 @@ class OnPolicyDataModule(L.LightningDataModule):
         self._queue.clear()
 
     # --- producing batches --------------------------------------------------------------------------------
-    def _collect(self) -> Batch:
+    def _collect(self) -> list[tuple[float, int]]:
+        """Collect and annotate the next rollout; queue its minibatch indices; return finished episodes."""
         assert self.collector is not None
         module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
         td = self.collector.rollout()
@@ -136,24 +137,25 @@ class OnPolicyDataModule(L.LightningDataModule):
         for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
             if norm is not None:
                 norm.sync(gather)
-        td = module.process_rollout(td)
-        self._flat = td.reshape(-1)
+        self._flat = module.process_rollout(td).reshape(-1)
         n = self._flat.shape[0]
-        mb = n if self.minibatch_size is None else self.minibatch_size // self.world_size
-        self._queue = [
-            idx for _ in range(self.epochs) for idx in torch.randperm(n, generator=self._perm_gen).split(mb)
-        ] if self.minibatch_size is not None else [torch.arange(n) for _ in range(self.epochs)]
+        if self.minibatch_size is None:
+            self._queue = [torch.arange(n) for _ in range(self.epochs)]
+        else:
+            mb = self.minibatch_size // self.world_size
+            self._queue = [idx for _ in range(self.epochs)
+                           for idx in torch.randperm(n, generator=self._perm_gen).split(mb)]
         self.rollouts += 1
-        return Batch(self._flat, self.frames, 0.0, self.rollouts, True, self.collector.pop_episodes())
+        return self.collector.pop_episodes()
 
     def next_batch(self) -> Batch:
-        first: Batch | None = self._collect() if not self._queue else None
+        first = not self._queue
+        episodes = self._collect() if first else []
         assert self._flat is not None
         idx = self._queue.pop(0)
         td = self._flat if self.minibatch_size is None else self._flat[idx.to(self._flat.device)]
         remaining = max(0.0, 1.0 - self.frames / self.budget_frames)
-        return Batch(td, self.frames, remaining, self.rollouts, first is not None,
-                     first.episodes if first is not None else [])
+        return Batch(td, self.frames, remaining, self.rollouts, first, episodes)
 
     # --- checkpoint state (per rank; gathered so rank 0 writes all of them) --------------------------
     def _rank_state(self) -> dict[str, Any]:

@@ -95,7 +95,9 @@ class PPO(RLModule):
                   td["next", "done"].squeeze(-1), self.hp.gamma, self.hp.gae_lambda)
         td.set("value", value)
         td.set("advantage", adv)
-        td.set("value_target", adv + value)
+        target = adv + value
+        td.set("value_target", target)
+        self.record(**{"stats/explained_variance": 1 - (target - value).var() / target.var().clamp_min(1e-8)})
         return td
 
     # --- update ------------------------------------------------------------------------------------------------

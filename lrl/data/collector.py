@@ -208,3 +208,20 @@ class VecEnvCollector(BaseCollector):
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         if self.reward_scaler and state["reward_scaler"]:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
+
+
+def make_collector(kind: str, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy,
+                   **kwargs: Any) -> VecEnvCollector:
+    """The one place a DataModule gets its collector from (DESIGN.md §4).
+
+    ``lean`` (default): :class:`VecEnvCollector`. ``torchrl``: TorchRL's stock ``Collector`` over ``GymWrapper``
+    behind the same interface (:class:`~lrl.data.torchrl_collector.StockCollector`); same rollouts for the same
+    seed and policy, several times slower on small envs, no normalisation and no exact env restore.
+    """
+    if kind == "lean":
+        return VecEnvCollector(env, spec, policy, **kwargs)
+    if kind == "torchrl":
+        from lrl.data.torchrl_collector import StockCollector
+
+        return StockCollector(env, spec, policy, **kwargs)  # type: ignore[return-value]
+    raise ValueError(f"unknown collector kind {kind!r}")

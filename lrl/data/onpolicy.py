@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tensordict import TensorDict
 
-from lrl.data.collector import VecEnvCollector
+from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import EnvSpec, make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
 from lrl.errors import RecipeError
@@ -51,16 +51,19 @@ def distributed() -> bool:
 
 class OnPolicyDataModule(L.LightningDataModule):
     def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
-                 frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10) -> None:
+                 frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10,
+                 collector: Literal["lean", "torchrl"] = "lean") -> None:
         """
         Args:
             frames_per_batch: frames per rollout, global across ranks (``num_envs × steps per env``).
             minibatch_size: samples per gradient step, global across ranks; None = the whole rollout.
             epochs: passes over each rollout.
+            collector: ``lean`` (in-process, fast, exact resume) or ``torchrl`` (TorchRL's stock ``Collector``).
         """
         super().__init__()
         self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
         self.frames_per_batch, self.minibatch_size, self.epochs = frames_per_batch, minibatch_size, epochs
+        self.collector_kind = collector
         self.collector: VecEnvCollector | None = None
         self.world_size, self.rank = 1, 0
         self._pending_state: dict[str, Any] | None = None
@@ -95,8 +98,8 @@ class OnPolicyDataModule(L.LightningDataModule):
             obs_norm = ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
             gamma = float(getattr(module, "gamma", 0.99))
             rew_scale = RewardScaler(local_envs, gamma, cfg.clip_reward) if cfg.normalize_reward else None
-            self.collector = VecEnvCollector(
-                make_vec_env(cfg, local_envs), self.env_spec, module.collection_policy(),
+            self.collector = make_collector(
+                self.collector_kind, make_vec_env(cfg, local_envs), self.env_spec, module.collection_policy(),
                 steps_per_env=self.frames_per_batch // cfg.num_envs,
                 env_seeds=[first + i for i in range(local_envs)], device=module.device,
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,

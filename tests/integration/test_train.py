@@ -101,3 +101,12 @@ def test_bf16_mixed_learns_cartpole() -> None:
     assert out.eval is not None
     # a random policy scores ~22; fp32 reaches 500 at this budget. bf16 must clearly learn too.
     assert out.eval["return_mean"] >= 200, out.eval
+
+
+def test_stock_torchrl_collector_is_selectable_from_the_recipe() -> None:
+    out = _train("ppo/cartpole", ["data.collector=torchrl", "budget.frames=1024", "eval.every_frames=0",
+                                  "eval.episodes=2"], "runs/stock")
+    assert out.frames == 1024 and out.eval is not None
+    with pytest.raises(lrl.errors.RecipeError, match=r"data\.collector=torchrl does not support"):
+        _train("ppo/pendulum", ["data.collector=torchrl", "budget.frames=512"], "runs/stock-norm")
+    assert not Path("runs/stock-norm").exists()

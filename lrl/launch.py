@@ -76,9 +76,17 @@ def _quiet() -> None:
 
 
 def _threads(recipe: Recipe) -> None:
-    """Small MLPs are fastest on few threads; several CPU processes must not oversubscribe the cores."""
+    """Small MLPs are fastest on few threads; several CPU processes must not oversubscribe the cores.
+
+    ``LRL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) set by the user wins: on a shared machine, processes whose
+    spinning OpenMP threads outnumber the cores slow each other down by an order of magnitude.
+    """
     import torch
 
+    for var in ("LRL_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
+            torch.set_num_threads(int(os.environ[var]))
+            return
     devices = recipe.trainer.get("devices", 1)
     procs = devices if isinstance(devices, int) and devices > 0 else 1
     torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // procs)))

@@ -114,6 +114,8 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     data = {k: v for k, v in recipe.data.items() if k != "name"}
     datamodule = datamodule_class(recipe.data["name"])(
         env=recipe.env, env_spec=env_spec, seed=recipe.seed, budget_frames=recipe.budget.frames, **data)
+    if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
+        datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
     logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or recipe.name,
                          run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
@@ -133,6 +135,10 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
         raise RecipeError(f"trainer: {err}") from None
+    check_sizes = getattr(datamodule, "_check_sizes", None)
+    if check_sizes is not None:  # before any process is launched: one error line, not one per rank
+        datamodule.world_size = trainer.world_size
+        check_sizes()
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
     try:

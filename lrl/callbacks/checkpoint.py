@@ -88,9 +88,13 @@ class FrameCheckpoint(L.Callback):
         path = self.dirpath / name
         tmp = path.with_name(f".{name}.tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank contributes its state, rank 0 writes
+        write_sidecar = getattr(trainer.datamodule, "write_sidecar", None)  # type: ignore[attr-defined]
+        if write_sidecar is not None:
+            write_sidecar(self.dirpath)  # every rank its replay buffer, complete before the checkpoint appears
+        trainer.strategy.barrier("lrl.checkpoint")
         if trainer.is_global_zero:
             os.replace(tmp, path)
-        trainer.strategy.barrier("lrl.checkpoint")
+        trainer.strategy.barrier("lrl.checkpoint.done")
         return path
 
 

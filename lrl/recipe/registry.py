@@ -10,11 +10,13 @@ import importlib
 from typing import Any
 
 ALGORITHMS: dict[str, str] = {
+    "dqn": "lrl.algos.dqn.module:DQN",
     "ppo": "lrl.algos.ppo.module:PPO",
 }
 
 DATAMODULES: dict[str, str] = {
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
+    "replay": "lrl.data.replay:ReplayDataModule",
 }
 
 

@@ -13,7 +13,6 @@ An algorithm joins by adding one entry to ``CASES``; ``test_every_algorithm_has_
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,12 @@ from tests.conftest import run_lrl
 OFF = ["eval.every_frames=0", "eval.final=false"]
 # name -> (recipe, overrides giving a tiny run whose half-way point is a checkpoint boundary). budget.frames is
 # set per test; each case must reach at least two rollouts / collection steps in budget.frames=HALF.
+# a replay buffer smaller than the run (its write cursor wraps before the resume point), updates from frame 256
+REPLAY = ["env.num_envs=2", "data.buffer_size=1500", "data.learning_starts=256", "data.batch_size=32",
+          "data.updates_per_step=4"]
 CASES: dict[str, tuple[str, list[str]]] = {
+    "dqn-cartpole": ("dqn/cartpole", [*REPLAY, "algo.target_update_every=6"]),
+    "dqn-double-q-polyak": ("dqn/cartpole", [*REPLAY, "algo.target=double_q", "algo.target_update=polyak"]),
     "ppo-cartpole": ("ppo/cartpole", []),
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
@@ -85,11 +89,15 @@ def _resumable_parts(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sidecars(ckpt: Path) -> dict[str, Any]:
+    """The per-rank sidecar files a checkpoint refers to (replay buffers), keyed by rank suffix."""
+    state = _load(ckpt)
+    stems = [v["buffer_stem"] for v in state.values() if isinstance(v, dict) and "buffer_stem" in v]
     out = {}
-    for p in sorted(ckpt.parent.glob(ckpt.name + ".*")):
-        with open(p, "rb") as f:
-            out[p.name.removeprefix(ckpt.name)] = torch.load(f, map_location="cpu", weights_only=False) \
-                if p.suffix != ".pkl" else pickle.load(f)
+    for stem in stems:
+        files = sorted(ckpt.parent.glob(f"{stem}.rank*.pt"))
+        assert files, f"{ckpt} refers to {stem} but no sidecar is there"
+        for p in files:
+            out[p.name.removeprefix(stem)] = torch.load(p, map_location="cpu", weights_only=False)
     return out
 
 
@@ -103,7 +111,8 @@ def test_resume_from_half_way_equals_straight_run(case: str) -> None:
     half = Path("runs/resumed/checkpoints")
     half.mkdir(parents=True)
     shutil.copy("runs/straight/recipe.yaml", "runs/resumed/recipe.yaml")
-    for p in mid.parent.glob(mid.name + "*"):
+    shutil.copy(mid, half)
+    for p in mid.parent.glob("buffer-*"):  # replay-buffer sidecars
         shutil.copy(p, half)
     out = resume(half / mid.name)
     assert out.frames == 2 * HALF

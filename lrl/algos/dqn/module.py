@@ -1,0 +1,157 @@
+"""Deep Q-learning with replay and a target network (seed 004 ch. 2; Mnih et al. 2015), with Double DQN
+(van Hasselt et al. 2016) and the seed's two-network Double Q-learning (§2.8, Alg. 2.5/2.6) as options.
+
+The replay DataModule collects with :meth:`collection_policy` (ε-greedy over the online Q, ε a function of
+frames) and hands out minibatches; each ``training_step`` is one semi-gradient step on the Huber (or squared)
+TD error (Lightning's automatic optimisation: DDP gradient averaging, bf16 and grad-norm clipping come from the
+Trainer). After each step the target network is refreshed: a hard copy every ``target_update_every`` updates
+(Alg. 2.2) or Polyak averaging with weight ``tau`` (Alg. 2.3), or no target network at all (Alg. 2.1: the online
+network, detached, gives the targets). A truncated transition bootstraps from Q(final observation); a terminated
+one does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from lrl.algos.base import RLModule
+from lrl.algos.dqn.loss import epsilon, q_target, td_loss
+from lrl.data.env import EnvSpec
+from lrl.networks import mlp
+from lrl.networks.target import hard_update_, make_target, polyak_update_
+
+
+class _EpsilonGreedy(nn.Module):
+    def __init__(self, q: Callable[[torch.Tensor], torch.Tensor], eps: Callable[[], float], n: int) -> None:
+        super().__init__()
+        self.q, self.eps, self.n = q, eps, n
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        greedy = self.q(obs).argmax(-1)
+        explore = torch.rand(greedy.shape, generator=generator, device=obs.device) < self.eps()
+        random = torch.randint(self.n, greedy.shape, generator=generator, device=obs.device)
+        return {"action": torch.where(explore, random, greedy)}
+
+
+class DQN(RLModule):
+    default_datamodule = "replay"
+    action_kinds = ("discrete",)
+
+    def __init__(
+        self, env_spec: EnvSpec, *,
+        lr: float = 1e-4, gamma: float = 0.99, hidden: list[int] | None = None, activation: str = "relu",
+        target: Literal["max", "double_dqn", "double_q"] = "max", loss: Literal["huber", "mse"] = "huber",
+        target_update: Literal["hard", "polyak", "none"] = "hard", target_update_every: int = 10_000,
+        tau: float = 0.01, eps_start: float = 1.0, eps_end: float = 0.05, eps_decay_frames: int = 10_000,
+        eps_schedule: Literal["linear", "exponential"] = "linear", max_grad_norm: float | None = 10.0,
+        adam_eps: float = 1e-8, compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            lr, adam_eps: Adam step size and ε.
+            gamma: discount.
+            hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (seed 004 Fig. 2.1).
+            target: ``max`` (DQN), ``double_dqn`` (online net selects, target net evaluates) or ``double_q``
+                (the seed's Alg. 2.5/2.6: two Q networks updated in turn, each selecting for the other).
+            loss: ``huber`` (δ = 1) or ``mse`` (the seed's squared error).
+            target_update: ``hard`` copy every ``target_update_every`` updates, ``polyak`` with weight ``tau`` on
+                the online network after every update (seed: ς = 1 − τ = 0.99), or ``none``.
+            eps_start, eps_end, eps_decay_frames, eps_schedule: ε-greedy exploration as a function of frames.
+            max_grad_norm: global gradient-norm clip (None = off).
+            compile: ``torch.compile`` the loss computation.
+        """
+        super().__init__(env_spec)
+        self.save_hyperparameters(ignore=["env_spec"])
+        self.gamma = gamma
+        n = env_spec.action_dim
+        hidden = hidden if hidden is not None else [64, 64]
+        self.q = mlp(env_spec.obs_dim, hidden, n, activation)
+        self.q2 = mlp(env_spec.obs_dim, hidden, n, activation) if target == "double_q" else None
+        self.q_target = make_target(self.q) if target_update != "none" else None
+        self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
+        # Double Q-learning updates one of two networks per step: the other one gets no gradient.
+        self.ddp_find_unused_parameters = target == "double_q"
+        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+
+    # --- acting ------------------------------------------------------------------------------------------------
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """The greedy policy's action values: Q, or Q1 + Q2 for Double Q-learning (van Hasselt 2010)."""
+        q = self.q(obs).float()
+        return q + self.q2(obs).float() if self.q2 is not None else q
+
+    def epsilon(self) -> float:
+        hp = self.hp
+        return epsilon(self.frames, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
+
+    def collection_policy(self) -> nn.Module:
+        return _EpsilonGreedy(self.q_values, self.epsilon, self.env_spec.action_dim)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if deterministic:
+            return self.q_values(obs).argmax(-1)
+        return _EpsilonGreedy(self.q_values, self.epsilon, self.env_spec.action_dim)(obs, torch.Generator())
+
+    # --- update ------------------------------------------------------------------------------------------------
+    def _networks(self, which: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(online net being updated, net selecting a', net evaluating a') for this update."""
+        online = self.q if which == 0 or self.q2 is None else self.q2
+        target = self.q_target if self.q_target is not None else self.q
+        if self.q2 is None:
+            select = self.q if self.hp.target == "double_dqn" else target
+            return online, select, target
+        target2 = self.q2_target if self.q2_target is not None else self.q2
+        return (online, target, target2) if which == 0 else (online, target2, target)
+
+    def _compute_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+                      terminated: torch.Tensor, which: int) -> dict[str, torch.Tensor]:
+        online, select, evaluate = self._networks(which)
+        with torch.no_grad():
+            y = q_target(reward, terminated, select(next_obs).float(), evaluate(next_obs).float(), self.hp.gamma)
+        q_taken = online(obs).float().gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        return {"loss": td_loss(q_taken, y, self.hp.loss), "q": q_taken.detach().mean(), "y": y.mean()}
+
+    def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
+        batch, _, _ = next(dataloader_iter)
+        self.frames = batch.frames
+        if batch.first:
+            self.add_episodes(batch.episodes)
+            self.record(**{"stats/epsilon": self.epsilon()})
+        td = batch.td
+        which = self.trainer.global_step % 2 if self.q2 is not None else 0  # Alg. 2.5: roles swap in turn
+        out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),
+                         td["next", "observation"], td["next", "terminated"].squeeze(-1), which)
+        self.record(**{"loss/td": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
+        return out["loss"]
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the target network's update. (Here, not in ``on_train_batch_end``: Lightning
+        runs the callbacks' hooks first, so a checkpoint written there would miss this step's target update.)"""
+        super().optimizer_step(*args, **kwargs)
+        hp, updates = self.hp, self.trainer.global_step + 1  # counted after this step (restored on resume)
+        for target, online in ((self.q_target, self.q), (self.q2_target, self.q2)):
+            if target is None or online is None:
+                continue
+            if hp.target_update == "polyak":
+                polyak_update_(target, online, hp.tau)
+            elif updates % hp.target_update_every == 0:
+                hard_update_(target, online)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+            self.flush_metrics()
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        if self.hp.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
+        return torch.optim.Adam(params, lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)

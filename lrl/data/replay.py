@@ -1,0 +1,298 @@
+"""Off-policy experience as a LightningDataModule: collector → TorchRL replay buffer → minibatches (DESIGN.md §3).
+
+Each collection step, this rank's collector steps ``frames_per_step / world_size`` frames (uniformly random
+actions until ``learning_starts`` frames, then the module's ``collection_policy()``) and the transitions go into
+this rank's TorchRL ``ReplayBuffer`` (``LazyTensorStorage``, or ``LazyMemmapStorage`` for buffers larger than
+memory). Once ``learning_starts`` frames have been collected, the stream yields ``updates_per_step`` minibatches
+of ``batch_size / world_size`` transitions per collection step: the update-to-data ratio is
+``updates_per_step / frames_per_step``. All numbers are global (DESIGN.md §5): on N processes each rank keeps a
+buffer of ``buffer_size / N`` transitions, collects ``1/N`` of the frames and samples ``1/N`` of each batch, and
+DDP averages the gradients.
+
+A buffer holds ``observation``, ``action`` and ``next/{observation, reward, terminated, truncated, done}``; the
+targets bootstrap through ``truncated`` and not through ``terminated`` (``next/observation`` is the true final
+observation of an episode that ended).
+
+Resume is exact: the DataModule's state (counters, the sampling generator, RNG states, the collector with its
+envs) is in the checkpoint, and every rank writes its buffer to a sidecar file next to it
+(``checkpoints/buffer-<frames>.rank<r>.pt``, atomically, before the checkpoint itself appears), which the resumed
+run loads back, write cursor included.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torch import nn
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, ReplayBuffer
+
+from lrl.data.collector import VecEnvCollector, make_collector
+from lrl.data.env import EnvSpec, make_vec_env
+from lrl.data.normalize import ObsNormalizer
+from lrl.data.onpolicy import Batch, _gather, distributed
+from lrl.errors import LrlError, RecipeError
+from lrl.recipe.schema import EnvConfig
+
+KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "terminated"),
+        ("next", "truncated"), ("next", "done")]
+
+
+class UniformPolicy(nn.Module):
+    """Uniformly random actions over the action space, drawn from the collector's generator (warm-up)."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    def __init__(self, spec: EnvSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        low = torch.tensor(spec.action_low or [0.0], dtype=torch.float32)
+        high = torch.tensor(spec.action_high or [1.0], dtype=torch.float32)
+        self.register_buffer("low", low, persistent=False)
+        self.register_buffer("high", high, persistent=False)
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        n = obs.shape[0]
+        if self.spec.action_kind == "discrete":
+            action = torch.randint(self.spec.action_dim, (n,), generator=generator, device=obs.device)
+        else:
+            u = torch.rand((n, self.spec.action_dim), generator=generator, device=obs.device)
+            action = self.low.to(obs.device) + (self.high - self.low).to(obs.device) * u
+        return {"action": action}
+
+
+def sidecar_path(dirpath: Path, stem: str, rank: int) -> Path:
+    return Path(dirpath) / f"{stem}.rank{rank}.pt"
+
+
+class ReplayDataModule(L.LightningDataModule):
+    def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
+                 buffer_size: int = 1_000_000, batch_size: int = 256, learning_starts: int = 100,
+                 frames_per_step: int = 1, updates_per_step: int = 1, random_warmup: bool = True,
+                 storage: Literal["memory", "memmap"] = "memory", buffer_device: str | None = None) -> None:
+        """
+        Args:
+            buffer_size: replay capacity in transitions, global (each rank keeps ``buffer_size / world_size``);
+                the oldest transitions are overwritten first (FIFO, seed 004 §2.3).
+            batch_size: transitions per gradient update, global.
+            learning_starts: frames collected before the first update; nothing is sampled before.
+            frames_per_step: frames collected per collection step, global (a multiple of ``env.num_envs``).
+            updates_per_step: gradient updates per collection step (update-to-data ratio
+                ``updates_per_step / frames_per_step``).
+            random_warmup: act uniformly at random until ``learning_starts`` frames (SB3's behaviour).
+            storage: ``memory`` (``LazyTensorStorage``) or ``memmap`` (``LazyMemmapStorage``, in a temporary dir).
+            buffer_device: where the buffer lives (default: the module's device).
+        """
+        super().__init__()
+        self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
+        self.buffer_size, self.batch_size, self.learning_starts = buffer_size, batch_size, learning_starts
+        self.frames_per_step, self.updates_per_step = frames_per_step, updates_per_step
+        self.random_warmup, self.storage_kind, self.buffer_device = random_warmup, storage, buffer_device
+        self.collector: VecEnvCollector | None = None
+        self.buffer: ReplayBuffer | None = None
+        self.world_size, self.rank = 1, 0
+        self.steps = 0  # collection steps taken on this rank
+        self.final_frames = 0
+        self.resume_dir: Path | None = None  # set by the launcher when resuming: where the sidecars are
+        self._pending_state: dict[str, Any] | None = None
+        self._queue: list[TensorDict] = []
+        self._policy: Any = None
+        self._uniform = UniformPolicy(env_spec)
+        self._sample_gen = torch.Generator()
+        self._sample_gen.manual_seed(seed + 15485863)
+
+    # --- set-up -----------------------------------------------------------------------------------------
+    def _check_sizes(self) -> None:
+        w, n = self.world_size, self.env_cfg.num_envs
+        if n % w:
+            raise RecipeError(f"env.num_envs={n} must be divisible by the number of processes ({w})")
+        if self.frames_per_step % n:
+            raise RecipeError(f"data.frames_per_step={self.frames_per_step} must be a multiple of env.num_envs={n}")
+        if self.batch_size % w or self.buffer_size % w:
+            raise RecipeError(f"data.batch_size={self.batch_size} and data.buffer_size={self.buffer_size} must be "
+                              f"divisible by the number of processes ({w})")
+        if self.env_cfg.normalize_reward:
+            raise RecipeError("env.normalize_reward is not supported with a replay buffer (stored rewards would be "
+                              "scaled by statistics that keep changing); scale rewards in the algorithm instead")
+
+    def train_dataloader(self) -> ReplayStream:
+        trainer = self.trainer
+        module: Any = trainer.lightning_module  # type: ignore[union-attr]
+        self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
+        self._check_sizes()
+        if self.collector is None:
+            cfg, local_envs = self.env_cfg, self.env_cfg.num_envs // self.world_size
+            first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
+            self._policy = module.collection_policy()
+            self.collector = make_collector(
+                "lean", make_vec_env(cfg, local_envs), self.env_spec, self._policy,
+                steps_per_env=self.frames_per_step // cfg.num_envs,
+                env_seeds=[first + i for i in range(local_envs)], device=module.device,
+                obs_normalizer=ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
+            )
+            self.buffer = self._make_buffer(module.device)
+            if self._pending_state is not None:
+                self._load_rank_state(self._pending_state)
+                self._pending_state = None
+        return ReplayStream(self)
+
+    def _make_buffer(self, device: torch.device) -> ReplayBuffer:
+        capacity = self.buffer_size // self.world_size
+        where = torch.device(self.buffer_device) if self.buffer_device else device
+        if self.storage_kind == "memmap":
+            scratch = tempfile.mkdtemp(prefix=f"lrl-replay-rank{self.rank}-")
+            storage: Any = LazyMemmapStorage(capacity, scratch_dir=scratch, device=where)
+        else:
+            storage = LazyTensorStorage(capacity, device=where)
+        return ReplayBuffer(storage=storage, sampler=RandomSampler(), generator=self._sample_gen)
+
+    def teardown(self, stage: str) -> None:
+        if self.collector is not None:
+            self.final_frames = self.frames
+            self.collector.shutdown()
+            self.collector = None
+
+    # --- the clock ----------------------------------------------------------------------------------------
+    @property
+    def frames(self) -> int:
+        """Global environment frames collected so far."""
+        return (self.collector.frames if self.collector is not None else 0) * self.world_size
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when every update of the current collection step has been handed out."""
+        return not self._queue
+
+    # --- producing batches --------------------------------------------------------------------------------
+    def _collect(self) -> list[tuple[float, int]]:
+        """Collection steps until ``learning_starts`` is reached (at least one); returns finished episodes."""
+        assert self.collector is not None and self.buffer is not None
+        module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
+        episodes: list[tuple[float, int]] = []
+        while True:
+            warm = self.random_warmup and self.frames < self.learning_starts
+            self.collector.policy = self._uniform if warm else self._policy
+            module.frames = self.frames  # exploration schedules act on the current clock
+            td = self.collector.rollout().reshape(-1)
+            norm = self.collector.obs_normalizer
+            if norm is not None:
+                norm.sync(_gather if distributed() else None)
+            self.buffer.extend(td.select(*KEYS))
+            self.steps += 1
+            episodes += self.collector.pop_episodes()
+            if self.frames >= self.learning_starts:
+                return episodes
+
+    def next_batch(self) -> Batch:
+        first = not self._queue
+        episodes = self._collect() if first else []
+        if first:
+            assert self.buffer is not None
+            per_rank = self.batch_size // self.world_size
+            # one draw for all updates of this step: nothing is added in between, so this is the same as drawing
+            # each minibatch separately, at a fraction of TorchRL's per-call cost
+            self._queue = list(self.buffer.sample(per_rank * self.updates_per_step).split(per_rank))
+        td = self._queue.pop(0)
+        remaining = max(0.0, 1.0 - self.frames / self.budget_frames)
+        return Batch(td, self.frames, remaining, self.steps, first, episodes)
+
+    # --- checkpoint state ---------------------------------------------------------------------------------
+    @property
+    def sidecar_stem(self) -> str:
+        return f"buffer-{self.frames:010d}"
+
+    def _rank_state(self) -> dict[str, Any]:
+        if not self.at_boundary:
+            raise RuntimeError("replay checkpoints are taken between collection steps only")
+        return {
+            "collector": self.collector.state_dict() if self.collector is not None else None,
+            "sample_gen": self._sample_gen.get_state(),
+            "steps": self.steps,
+            "buffer_len": len(self.buffer) if self.buffer is not None else 0,
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        }
+
+    def _load_rank_state(self, state: dict[str, Any]) -> None:
+        if state["collector"] is not None and self.collector is not None:
+            self.collector.load_state_dict(state["collector"])
+        self._sample_gen.set_state(state["sample_gen"])
+        self.steps = state["steps"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["buffer_len"]:
+            self._load_sidecar(state["buffer_stem"], state["buffer_len"])
+
+    def state_dict(self) -> dict[str, Any]:
+        mine = self._rank_state()
+        ranks = _gather(mine) if distributed() else [mine]
+        return {"world_size": len(ranks), "ranks": ranks, "buffer_stem": self.sidecar_stem}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        if state_dict["world_size"] != world:
+            raise RecipeError(
+                f"checkpoint was written by {state_dict['world_size']} processes; resume with the same "
+                f"trainer.devices × trainer.num_nodes (got {world})"
+            )
+        self._pending_state = {**state_dict["ranks"][rank], "buffer_stem": state_dict["buffer_stem"]}
+        if self.collector is not None:
+            self._load_rank_state(self._pending_state)
+            self._pending_state = None
+
+    # --- the buffer sidecar (one file per rank, next to the checkpoint) -----------------------------------
+    def write_sidecar(self, dirpath: Path) -> Path | None:
+        """Write this rank's buffer (filled part + write cursor) atomically; called by every rank at a save."""
+        if self.buffer is None:
+            return None
+        path = sidecar_path(dirpath, self.sidecar_stem, self.rank)
+        n = len(self.buffer)
+        storage: Any = self.buffer.storage
+        data = storage.get(torch.arange(n)).to("cpu").to_dict() if n else {}
+        payload = {"len": n, "cursor": self.buffer._writer._cursor,  # type: ignore[attr-defined]
+                   "write_count": self.buffer._writer._write_count, "data": data}  # type: ignore[attr-defined]
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def _load_sidecar(self, stem: str, expected_len: int) -> None:
+        assert self.buffer is not None
+        if self.resume_dir is None:
+            raise LrlError("this checkpoint needs its replay-buffer files; resume it with `lrl resume`")
+        path = sidecar_path(self.resume_dir, stem, self.rank)
+        if not path.is_file():
+            raise LrlError(f"replay buffer of rank {self.rank} not found ({path}); it is written next to each "
+                           "checkpoint: resume from a checkpoint whose buffer files are there")
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if payload["len"] != expected_len:
+            raise LrlError(f"replay buffer {path} holds {payload['len']} transitions, the checkpoint expects "
+                           f"{expected_len}; the file belongs to another run")
+        self.buffer.empty()
+        device = self.buffer.storage.device if hasattr(self.buffer.storage, "device") else "cpu"
+        self.buffer.extend(TensorDict.from_dict(payload["data"], batch_size=[payload["len"]]).to(device))
+        writer: Any = self.buffer._writer  # type: ignore[attr-defined]
+        writer._cursor, writer._write_count = payload["cursor"], payload["write_count"]
+
+
+class ReplayStream:
+    """The train "dataloader": an endless iterator of :class:`~lrl.data.onpolicy.Batch`; the budget ends it."""
+
+    def __init__(self, dm: ReplayDataModule) -> None:
+        self.dm = dm
+
+    def __iter__(self) -> ReplayStream:
+        return self
+
+    def __next__(self) -> Batch:
+        return self.dm.next_batch()

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 ALGORITHMS: dict[str, str] = {
+    "a2c": "lrl.algos.a2c.module:A2C",
     "ppo": "lrl.algos.ppo.module:PPO",
 }
 

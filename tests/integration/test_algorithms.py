@@ -31,6 +31,9 @@ OFF = ["eval.every_frames=0", "eval.final=false"]
 # name -> (recipe, overrides giving a tiny run whose half-way point is a checkpoint boundary). budget.frames is
 # set per test; each case must reach at least two rollouts / collection steps in budget.frames=HALF.
 CASES: dict[str, tuple[str, list[str]]] = {
+    "a2c-cartpole": ("a2c/cartpole", ["data.frames_per_batch=64"]),
+    "a2c-inverted-pendulum": ("a2c/inverted-pendulum", ["env.num_envs=2", "algo.optimizer=adam", "algo.shared=true",
+                                                        "algo.critic_lr=1e-3", "algo.normalize_advantage=true"]),
     "ppo-cartpole": ("ppo/cartpole", []),
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),

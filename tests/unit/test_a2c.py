@@ -17,6 +17,8 @@ from torchrl.objectives import A2CLoss, ValueEstimators
 from lrl.algos.a2c.loss import a2c_loss, policy_gradient_loss, value_loss
 from lrl.algos.a2c.module import A2C
 from lrl.data.env import EnvSpec
+from lrl.errors import RecipeError
+from lrl.recipe import load
 
 DISCRETE = EnvSpec("test-discrete", (4,), "discrete", 3)
 CONTINUOUS = EnvSpec("test-continuous", (3,), "continuous", 2, (-1.0, -1.0), (1.0, 1.0))
@@ -217,6 +219,13 @@ def test_actor_and_critic_step_sizes(shared: bool) -> None:
     body = {id(p) for p in module.net.critic_body.parameters()}
     assert body <= critic_ids if not shared else body.isdisjoint(critic_ids)  # shared body: the actor's lr
     assert module._base_lrs() == (1e-3, 5e-3)
+
+
+@pytest.mark.parametrize("override", ["data.minibatch_size=20", "data.epochs=2"])
+def test_recipe_validation_refuses_more_than_one_step_per_rollout(override: str) -> None:
+    with pytest.raises(RecipeError, match="one gradient step per rollout"):
+        load("a2c/cartpole", [override])
+    assert load("a2c/cartpole").data["epochs"] == 1
 
 
 # --- TorchRL's A2CLoss on the same batch ---------------------------------------------------------------------------

@@ -87,11 +87,13 @@ class A2C(RLModule):
         params = self.net.policy_params(obs)
         return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
 
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and (getattr(dm, "minibatch_size", None) is not None or getattr(dm, "epochs", 1) != 1):
-            raise RecipeError("a2c takes one gradient step per rollout on the whole rollout: set "
-                              "data.minibatch_size=null and data.epochs=1 (several minibatch epochs are PPO's scheme)")
+    @staticmethod
+    def check_data(data: dict[str, Any]) -> None:
+        """Called by recipe validation: A2C takes exactly one gradient step per rollout, on the whole rollout."""
+        if data.get("minibatch_size") is not None or data.get("epochs", 1) != 1:
+            raise RecipeError(f"data.minibatch_size={data.get('minibatch_size')}, data.epochs={data.get('epochs')}: "
+                              "a2c takes one gradient step per rollout on the whole rollout; set "
+                              "data.minibatch_size=null data.epochs=1 (minibatch epochs are PPO's scheme)")
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:

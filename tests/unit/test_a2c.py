@@ -116,8 +116,8 @@ def test_lower_variance_than_reinforce_with_a_perfect_critic_and_same_mean() -> 
     onehot = nn.functional.one_hot(a, 3).float()
     g_reinforce = grads(theta, onehot, r)
     g_a2c = grads(theta, onehot, r - (pi * reward).sum())
-    torch.testing.assert_close(g_reinforce.mean(0), exact, atol=0.05, rtol=0)
-    torch.testing.assert_close(g_a2c.mean(0), exact, atol=0.02, rtol=0)
+    torch.testing.assert_close(g_reinforce.mean(0), exact, atol=0.03, rtol=0)  # ~4 standard errors
+    torch.testing.assert_close(g_a2c.mean(0), exact, atol=0.015, rtol=0)
     assert g_a2c.var(0).sum() < 0.25 * g_reinforce.var(0).sum()
 
 

@@ -53,7 +53,7 @@ class A2C(RLModule):
         """
         Args:
             lr, lr_schedule: actor step size η (seed 004 Alg. 3.3), constant or linear to 0 over ``budget.frames``;
-                7e-4 as in Stable-Baselines3 / Mnih et al. 2016.
+                7e-4 as in Stable-Baselines3 and OpenAI Baselines.
             critic_lr: critic step size ω (Alg. 3.3); None = ``lr``. Applies to the critic body and value output;
                 with ``shared`` bodies the shared layers take ``lr``. Follows ``lr_schedule`` too.
             gamma, gae_lambda: discount and the advantage's λ: 0 = TD error (eq. 3.33), 1 = bootstrapped return

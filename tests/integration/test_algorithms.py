@@ -31,7 +31,7 @@ OFF = ["eval.every_frames=0", "eval.final=false"]
 # name -> (recipe, overrides giving a tiny run whose half-way point is a checkpoint boundary). budget.frames is
 # set per test; each case must reach at least two rollouts / collection steps in budget.frames=HALF.
 CASES: dict[str, tuple[str, list[str]]] = {
-    "a2c-cartpole": ("a2c/cartpole", ["data.frames_per_batch=64"]),
+    "a2c-cartpole": ("a2c/cartpole", ["data.frames_per_batch=128"]),
     "a2c-inverted-pendulum": ("a2c/inverted-pendulum", ["env.num_envs=2", "algo.optimizer=adam", "algo.shared=true",
                                                         "algo.critic_lr=1e-3", "algo.normalize_advantage=true"]),
     "ppo-cartpole": ("ppo/cartpole", []),

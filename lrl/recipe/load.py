@@ -114,6 +114,9 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         dm_cls = datamodule_class(str(data_name))
         data_args = {k: v for k, v in recipe.data.items() if k != "name"}
         resolved_data = {"name": data_name, **bind_section("data", data_args, dm_cls, INJECTED_DATA)}
+        check_data = getattr(algo_cls, "check_data", None)  # an algorithm's constraints on its data section
+        if check_data is not None:
+            check_data(resolved_data)
         trainer = check_trainer(recipe.trainer)
         check_env_id(recipe.env.id)
     except RecipeError as err:

@@ -11,6 +11,7 @@ from typing import Any
 
 ALGORITHMS: dict[str, str] = {
     "dqn": "lrl.algos.dqn.module:DQN",
+    "a2c": "lrl.algos.a2c.module:A2C",
     "ppo": "lrl.algos.ppo.module:PPO",
 }
 

@@ -16,37 +16,41 @@ per episode with ``index_add``), so memory stays at one chunk × number of param
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.func import grad, vmap
 
 
-def average_baseline(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Σ w·v / Σ w: the mean return over the entries with weight (e.g. episode starts: mean over trajectories)."""
-    if weight is None:
-        return values.mean()
-    w = weight.to(values.dtype)
-    return (values * w).sum() / w.sum().clamp_min(1e-12)
+def average_baseline(values: torch.Tensor, weight: torch.Tensor | None = None,
+                     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Σ w·v / Σ w: the mean return over the entries with weight (e.g. episode starts: mean over trajectories).
+    ``reduce`` (e.g. an all-reduce sum over ranks) is applied to both sums before dividing."""
+    w = torch.ones_like(values) if weight is None else weight.to(values.dtype)
+    sums = torch.stack([(values * w).sum(), w.sum()])
+    num, den = reduce(sums) if reduce is not None else sums
+    return num / den.clamp_min(1e-12)
 
 
-def optimal_baseline(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def optimal_baseline(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+                     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """b*_j = Σ_i w_i x_ij y_ij / Σ_i w_i y_ij² for ``x, y`` of shape [trajectories, components].
 
     With sample weights 1 this is the sample version of seed 001's E[g² r]/E[g²] (pass x = g·r, y = g); with
     ``weight`` = exact trajectory probabilities it is the exact expectation (what the unit test enumerates).
-    Components whose Σ y² is 0 get b = 0.
+    ``reduce`` (e.g. an all-reduce sum over ranks) is applied to both sums before dividing, so several processes
+    get the baseline of all their trajectories together. Components whose Σ y² is 0 get b = 0.
     """
     w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weight is None else weight.to(x.dtype)
-    num = (w[:, None] * x * y).sum(0)
-    den = (w[:, None] * y * y).sum(0)
+    sums = torch.stack([(w[:, None] * x * y).sum(0), (w[:, None] * y * y).sum(0)])
+    num, den = reduce(sums) if reduce is not None else sums
     return torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(num))
 
 
 LogProbFn = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def trajectory_scores(log_prob: LogProbFn, params: dict[str, torch.Tensor], obs: torch.Tensor,
+def trajectory_scores(log_prob: LogProbFn, params: Mapping[str, torch.Tensor], obs: torch.Tensor,
                       action: torch.Tensor, phi: torch.Tensor, episode: torch.Tensor, weight: torch.Tensor,
                       num_episodes: int, chunk_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-trajectory Y_i = Σ_{t∈τ_i} ∇_θ log π(a_t|s_t) and X_i = Σ_{t∈τ_i} ∇_θ log π(a_t|s_t) · φ_t.

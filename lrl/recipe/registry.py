@@ -11,6 +11,8 @@ from typing import Any
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "lrl.algos.ppo.module:PPO",
+    "reinforce": "lrl.algos.reinforce.module:Reinforce",
+    "offpg": "lrl.algos.offpg.module:OffPolicyPG",
 }
 
 DATAMODULES: dict[str, str] = {

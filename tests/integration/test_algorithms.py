@@ -43,10 +43,11 @@ CASES: dict[str, tuple[str, list[str]]] = {
                                                         "data.epochs=2", "algo.baseline=optimal",
                                                         "algo.normalize_advantage=false"]),
     "offpg-cartpole": ("offpg/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
-                                          "algo.sync_every=2"]),
-    "offpg-invpendulum": ("offpg/invpendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
-                                                "algo.importance=per_decision", "algo.max_weight=2.0",
-                                                "env.normalize_obs=true", "env.normalize_reward=true"]),
+                                          "algo.policy_epochs=null", "algo.sync_every=2"]),
+    "offpg-invpendulum": ("offpg/invpendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
+                                                "algo.policy_epochs=2", "algo.importance=per_decision",
+                                                "algo.max_weight=2.0", "env.normalize_obs=true",
+                                                "env.normalize_reward=true"]),
 }
 HALF = 1024
 

@@ -35,7 +35,7 @@ from lrl.networks import PolicyNet, SamplingPolicy, value_net
 
 
 class OffPolicyPG(RLModule):
-    ddp_find_unused_parameters = True  # the frozen behaviour copy never gets gradients
+    ddp_find_unused_parameters = True  # passes beyond policy_epochs fit V only
 
     def __init__(
         self, env_spec: EnvSpec, *,
@@ -43,7 +43,7 @@ class OffPolicyPG(RLModule):
         gamma: float = 0.99, importance: Importance = "first_order", returns: Returns = "reward_to_go",
         discounting: Discounting = "relative", baseline: Literal["none", "average", "value"] = "none",
         bootstrap_truncated: bool = True, min_weight: float | None = None, max_weight: float | None = None,
-        sync_every: int = 1, normalize_advantage: bool = False,
+        sync_every: int = 1, policy_epochs: int | None = None, normalize_advantage: bool = False,
         normalization: Literal["trajectory", "step"] = "trajectory", ent_coef: float = 0.0,
         max_grad_norm: float | None = None, hidden: list[int] | None = None, activation: str = "tanh",
         log_std_init: float = 0.0, ortho_init: bool = True, compile: bool = False,
@@ -61,6 +61,8 @@ class OffPolicyPG(RLModule):
                 truncation [NOT IN SEEDS: they only warn that ratio products explode or vanish].
             sync_every: β ← θ after the updates of every ``sync_every``-th rollout (1: β is the policy that was
                 current when the rollout was collected).
+            policy_epochs: how many of the ``data.epochs`` passes over a rollout update θ (None = all of them); V
+                is fitted on every pass, so V can take more steps than θ.
             normalize_advantage: standardise Φ = returns − baseline over the rollout (all ranks) before weighting:
                 the mean joins the baseline (so it is weighted like one and stays unbiased), then Ψ is divided by
                 the standard deviation (seed 002 "can help").
@@ -84,6 +86,7 @@ class OffPolicyPG(RLModule):
         self._shape = (0, 0)
         self._scale = self._value_scale = torch.ones(())
         self._adv_mean, self._adv_inv_std = torch.zeros(()), torch.ones(())
+        self._pass = 0
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
@@ -95,7 +98,11 @@ class OffPolicyPG(RLModule):
         return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
 
     def on_fit_start(self) -> None:
-        check_data("offpg", self.trainer.datamodule)  # type: ignore[attr-defined]
+        dm: Any = self.trainer.datamodule  # type: ignore[attr-defined]
+        check_data("offpg", dm)
+        if self.hp.policy_epochs is not None and not 1 <= self.hp.policy_epochs <= dm.epochs:
+            raise RecipeError(f"algo.policy_epochs={self.hp.policy_epochs} must be between 1 and data.epochs="
+                              f"{dm.epochs} (the passes over each rollout)")
 
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         assert self.value is not None
@@ -160,29 +167,35 @@ class OffPolicyPG(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
+            self._pass = 0
         td, mask = batch.td, batch.td["mask"].float()
         opts: Any = self.optimizers()
         policy_opt, value_opt = opts if isinstance(opts, list) else (opts, None)
-        logp, entropy = self._forward(self.policy, td["observation"], td["action"])
-        psi, w, clipped = self.weights(td, logp)
-        entropy = (entropy * mask).sum() / mask.sum()
-        pg = policy_gradient_loss(logp, psi, mask, 1.0 / self._scale)
-        loss = pg - hp.ent_coef * entropy
-        self._record_weights(td, w, clipped)
-        self.record(**{"loss/policy": pg, "stats/entropy": entropy})
+        step_policy = hp.policy_epochs is None or self._pass < hp.policy_epochs
+        self._pass += 1
+        loss = torch.zeros((), device=self.device)
+        if step_policy:
+            logp, entropy = self._forward(self.policy, td["observation"], td["action"])
+            psi, w, clipped = self.weights(td, logp)
+            entropy = (entropy * mask).sum() / mask.sum()
+            pg = policy_gradient_loss(logp, psi, mask, 1.0 / self._scale)
+            loss = pg - hp.ent_coef * entropy
+            self._record_weights(td, w, clipped)
+            self.record(**{"loss/policy": pg, "stats/entropy": entropy})
         if self.value is not None:
             v_loss = value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
             loss = loss + v_loss
             self.record(**{"loss/value": v_loss})
-        policy_opt.zero_grad()
-        if value_opt is not None:
-            value_opt.zero_grad()
-        self.manual_backward(loss)
-        for opt in (policy_opt, value_opt):
-            if opt is not None:
-                if hp.max_grad_norm is not None:
-                    self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
-                opt.step()
+        if loss.requires_grad:
+            policy_opt.zero_grad()
+            if value_opt is not None:
+                value_opt.zero_grad()
+            self.manual_backward(loss)
+            for opt in (policy_opt if step_policy else None, value_opt):
+                if opt is not None:
+                    if hp.max_grad_norm is not None:
+                        self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+                    opt.step()
         last_update = self.trainer.datamodule.at_boundary  # type: ignore[attr-defined]
         if last_update and batch.rollout % hp.sync_every == 0:
             self.behaviour.load_state_dict(self.policy.state_dict())  # β ← θ (identical on every rank)

@@ -97,7 +97,11 @@ class Reinforce(RLModule):
         return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
 
     def on_fit_start(self) -> None:
-        check_data("reinforce", self.trainer.datamodule)  # type: ignore[attr-defined]
+        dm: Any = self.trainer.datamodule  # type: ignore[attr-defined]
+        check_data("reinforce", dm)
+        if self.hp.policy_epochs > dm.epochs:
+            raise RecipeError(f"algo.policy_epochs={self.hp.policy_epochs} exceeds data.epochs={dm.epochs} (the "
+                              "passes over each rollout); raise data.epochs or lower algo.policy_epochs")
 
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         assert self.value is not None

@@ -162,9 +162,10 @@ class OnPolicyDataModule(L.LightningDataModule):
         before = self.collector.frames
         td = self.collector.rollout()
         gather = _gather if distributed() else None
+        rollout_frames = self.collector.frames - before
         if self.complete_episodes:  # ranks collect different numbers of frames: sum them
-            local = self.collector.frames - before
-            self._frames += sum(gather(local)) if gather else local
+            rollout_frames = sum(gather(rollout_frames)) if gather else rollout_frames
+            self._frames += rollout_frames
         for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
             if norm is not None:
                 norm.sync(gather)
@@ -172,7 +173,6 @@ class OnPolicyDataModule(L.LightningDataModule):
         n = self._flat.shape[0]
         if self.complete_episodes and self.minibatch_size is not None:
             real = torch.nonzero(self._flat["mask"].cpu()).squeeze(-1)
-            rollout_frames = (sum(gather(len(real))) if gather else len(real))
             chunks = max(1, round(rollout_frames / self.minibatch_size))  # the same on every rank
             self._queue = [real[perm] for _ in range(self.epochs)
                            for perm in torch.randperm(len(real), generator=self._perm_gen).tensor_split(chunks)]

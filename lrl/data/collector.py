@@ -10,6 +10,15 @@ It steps the env with numpy and calls one plain policy module per vector step; t
 of TorchRL's stock ``Collector`` over ``GymWrapper`` on small envs. Everything needed to continue exactly is in
 ``state_dict()``: the pickled vector env, the current observation, open-episode statistics, the sampling
 generator and the normalisation statistics.
+
+With ``complete_episodes=True`` a rollout holds whole episodes only, each started and finished under the
+current policy (Monte-Carlo policy gradients need G(τ) and per-episode importance ratios): every env keeps
+stepping until it has taken at least its share (``steps_per_env``) in this rollout *and* its current episode
+has ended; then it idles (its sub-env is not stepped, so nothing straddles into the next rollout) while the
+others finish. The sub-envs of the ``SyncVectorEnv`` are stepped individually, each reset right after its
+episode ends, so every rollout starts a fresh episode in every env. Layout ``[num_envs, T_max]`` with a boolean
+``mask`` (False on padding); padding steps are marked ``terminated`` and ``done`` (reward 0) so that every
+estimator cuts there, and ``frames`` counts only the steps actually taken.
 """
 
 from __future__ import annotations
@@ -72,8 +81,11 @@ class VecEnvCollector(BaseCollector):
     def __init__(self, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy, *,
                  steps_per_env: int, env_seeds: list[int], device: torch.device | str = "cpu",
                  obs_normalizer: ObsNormalizer | None = None, reward_scaler: RewardScaler | None = None,
-                 episode_window: int = 100) -> None:
+                 episode_window: int = 100, complete_episodes: bool = False) -> None:
         super().__init__()
+        if complete_episodes and not hasattr(env, "envs"):
+            raise ValueError("complete_episodes needs a SyncVectorEnv (its sub-envs are stepped one by one)")
+        self.complete_episodes = complete_episodes
         self.env, self.spec, self.policy = env, spec, policy
         self.steps, self.num_envs = steps_per_env, env.num_envs
         self.device = torch.device(device)
@@ -96,6 +108,8 @@ class VecEnvCollector(BaseCollector):
 
     @torch.no_grad()
     def rollout(self) -> TensorDict:
+        if self.complete_episodes:
+            return self._rollout_episodes()
         T, N = self.steps, self.num_envs
         shape = (T, N, *self.spec.obs_shape)
         obs_buf, next_buf = np.empty(shape, np.float32), np.empty(shape, np.float32)
@@ -156,6 +170,85 @@ class VecEnvCollector(BaseCollector):
             device=self.device,
         )
         return td
+
+    @torch.no_grad()
+    def _rollout_episodes(self) -> TensorDict:
+        """Whole episodes only: see the module docstring. Time-major growing buffers, ``[N, T_max]`` out."""
+        N, share = self.num_envs, self.steps
+        envs = self.env.envs  # type: ignore[attr-defined]
+        taken = np.zeros(N, np.int64)
+        active = np.ones(N, bool)
+        cap = 2 * share + 16
+        obs_buf = np.zeros((cap, N, *self.spec.obs_shape), np.float32)
+        next_buf = np.zeros_like(obs_buf)
+        rew_buf = np.zeros((cap, N), np.float32)
+        term_buf, trunc_buf, mask_buf = np.ones((cap, N), bool), np.zeros((cap, N), bool), np.zeros((cap, N), bool)
+        out_bufs: dict[str, torch.Tensor] = {}
+        t = 0
+        while active.any():
+            if t == cap:  # a long episode: grow every buffer (padding values as initialised)
+                obs_buf, next_buf = (np.concatenate([b, np.zeros_like(b)]) for b in (obs_buf, next_buf))
+                rew_buf, trunc_buf, mask_buf = (np.concatenate([b, np.zeros_like(b)])
+                                                for b in (rew_buf, trunc_buf, mask_buf))
+                term_buf = np.concatenate([term_buf, np.ones_like(term_buf)])
+                out_bufs = {k: torch.cat([v, torch.zeros_like(v)]) for k, v in out_bufs.items()}
+                cap *= 2
+            idx = np.flatnonzero(active)
+            raw = self._obs[idx]
+            if self.obs_normalizer:
+                self.obs_normalizer.push(raw)
+            obs_t = self._normalize(raw)
+            obs_buf[t, idx] = obs_t
+            out = self.policy(torch.from_numpy(obs_t).to(self.device), self.generator)
+            idx_t = torch.from_numpy(idx).to(self.device)
+            for k, v in out.items():
+                if k not in out_bufs:
+                    out_bufs[k] = torch.zeros((cap, N, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                out_bufs[k][t, idx_t] = v
+            action = out["action"].cpu().numpy()
+            if self._low is not None:
+                action = np.clip(action, self._low, self._high)
+            reward = np.empty(len(idx))
+            term, trunc = np.empty(len(idx), bool), np.empty(len(idx), bool)
+            final = np.empty_like(raw)
+            for j, i in enumerate(idx):
+                o, reward[j], term[j], trunc[j], _ = envs[i].step(action[j])
+                final[j] = o
+                if term[j] or trunc[j]:
+                    o, _ = envs[i].reset()
+                    active[i] = taken[i] + 1 < share  # its share is done and so is its episode: idle
+                self._obs[i] = o
+            taken[idx] += 1
+            done = term | trunc
+            next_buf[t, idx] = self._normalize(final)
+            self._ep_return[idx] += reward
+            self._ep_length[idx] += 1
+            for i in idx[done]:
+                self.new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+            self._ep_return[idx[done]] = 0.0
+            self._ep_length[idx[done]] = 0
+            rew_buf[t, idx] = self.reward_scaler(reward, done, idx) if self.reward_scaler else reward
+            term_buf[t, idx], trunc_buf[t, idx], mask_buf[t, idx] = term, trunc, True
+            t += 1
+        self.frames += int(taken.sum())
+        self.completed.extend(self.new_episodes)
+
+        def tm(x: np.ndarray | torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [N, T, ...] on device
+            x = torch.from_numpy(x[:t]) if isinstance(x, np.ndarray) else x[:t]
+            return x.transpose(0, 1).to(self.device)
+
+        term_t, trunc_t = tm(term_buf).unsqueeze(-1), tm(trunc_buf).unsqueeze(-1)
+        return TensorDict(
+            {
+                "observation": tm(obs_buf),
+                "mask": tm(mask_buf),
+                **{k: tm(v) for k, v in out_bufs.items()},
+                "next": {"observation": tm(next_buf), "reward": tm(rew_buf).unsqueeze(-1), "terminated": term_t,
+                         "truncated": trunc_t, "done": term_t | trunc_t},
+            },
+            batch_size=[N, t],
+            device=self.device,
+        )
 
     def pop_episodes(self) -> list[tuple[float, int]]:
         """Episodes (return, length) completed since the last call, in raw (unscaled) reward."""

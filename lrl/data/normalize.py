@@ -107,11 +107,17 @@ class RewardScaler(_Synced):
         self.gamma, self.clip, self.eps = gamma, clip, eps
         self.returns = np.zeros(num_envs, np.float64)
 
-    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self.returns = self.returns * self.gamma + reward
-        self.push(self.returns)
+    def __call__(self, reward: np.ndarray, done: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """Scaled rewards of all envs, or of the envs ``index`` only (complete-episode collection steps a subset)."""
+        if index is None:
+            self.returns = self.returns * self.gamma + reward
+            self.push(self.returns)
+            self.returns[done] = 0.0
+        else:
+            self.returns[index] = self.returns[index] * self.gamma + reward
+            self.push(self.returns[index])
+            self.returns[index[done]] = 0.0
         out = reward / np.sqrt(self.current.var + self.eps)
-        self.returns[done] = 0.0
         return np.clip(out, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,6 +6,14 @@ the stream yields ``epochs`` passes of shuffled minibatches of ``minibatch_size 
 whole rollout when ``minibatch_size`` is None). The module pulls batches itself (``training_step(self,
 dataloader_iter)``), so nothing is collected ahead of an update and a checkpoint taken at a rollout boundary
 holds exactly what comes next.
+
+``complete_episodes=True`` makes every rollout hold whole episodes only (see :mod:`lrl.data.collector`):
+Monte-Carlo policy gradients need G(τ) and per-episode importance ratios. Rollouts then differ in length
+between rollouts and ranks, so the global frame count is the sum of what the ranks actually collected
+(all-gathered after each rollout), and every rank does the same number of optimiser steps: ``epochs`` whole-rollout
+batches (``minibatch_size: null``; padding included, with the ``mask`` key) or, with minibatches, the same number
+of minibatches on every rank, ``round(global rollout frames / minibatch_size)``, each a shuffled share of this
+rank's real (unpadded) steps.
 """
 
 from __future__ import annotations
@@ -52,18 +60,23 @@ def distributed() -> bool:
 class OnPolicyDataModule(L.LightningDataModule):
     def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
                  frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10,
-                 collector: Literal["lean", "torchrl"] = "lean") -> None:
+                 collector: Literal["lean", "torchrl"] = "lean", complete_episodes: bool = False) -> None:
         """
         Args:
-            frames_per_batch: frames per rollout, global across ranks (``num_envs × steps per env``).
+            frames_per_batch: frames per rollout, global across ranks (``num_envs × steps per env``); with
+                ``complete_episodes`` the least number of frames, each env taking at least its share.
             minibatch_size: samples per gradient step, global across ranks; None = the whole rollout.
             epochs: passes over each rollout.
             collector: ``lean`` (in-process, fast, exact resume) or ``torchrl`` (TorchRL's stock ``Collector``).
+            complete_episodes: rollouts of whole episodes only, each started and finished under the current
+                policy (``mask`` marks the real steps); lean collector and sync vectorisation only.
         """
         super().__init__()
         self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
         self.frames_per_batch, self.minibatch_size, self.epochs = frames_per_batch, minibatch_size, epochs
         self.collector_kind = collector
+        self.complete_episodes = complete_episodes
+        self._frames = 0  # global frames, summed over ranks (complete_episodes only)
         self.collector: VecEnvCollector | None = None
         self.world_size, self.rank = 1, 0
         self._pending_state: dict[str, Any] | None = None
@@ -82,7 +95,15 @@ class OnPolicyDataModule(L.LightningDataModule):
         if self.frames_per_batch % n:
             raise RecipeError(f"data.frames_per_batch={self.frames_per_batch} must be a multiple of env.num_envs={n}")
         mb = self.minibatch_size
-        if mb is not None and (mb % w or self.frames_per_batch % mb):
+        if self.complete_episodes:
+            if self.collector_kind != "lean":
+                raise RecipeError("data.complete_episodes=true needs data.collector=lean (it steps the sub-envs one "
+                                  "by one); remove data.collector=torchrl")
+            if self.env_cfg.vectorization != "sync":
+                raise RecipeError("data.complete_episodes=true needs env.vectorization=sync")
+            if mb is not None and mb % w:
+                raise RecipeError(f"data.minibatch_size={mb} must be divisible by the number of processes ({w})")
+        elif mb is not None and (mb % w or self.frames_per_batch % mb):
             raise RecipeError(f"data.minibatch_size={mb} must divide data.frames_per_batch={self.frames_per_batch}"
                               f" and be divisible by the number of processes ({w})")
 
@@ -103,6 +124,7 @@ class OnPolicyDataModule(L.LightningDataModule):
                 steps_per_env=self.frames_per_batch // cfg.num_envs,
                 env_seeds=[first + i for i in range(local_envs)], device=module.device,
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,
+                **({"complete_episodes": True} if self.complete_episodes else {}),
             )
             if self._pending_state is not None:
                 self._load_rank_state(self._pending_state)
@@ -119,6 +141,8 @@ class OnPolicyDataModule(L.LightningDataModule):
     @property
     def frames(self) -> int:
         """Global environment frames collected so far."""
+        if self.complete_episodes:
+            return self._frames
         return (self.collector.frames if self.collector is not None else 0) * self.world_size
 
     @property
@@ -135,14 +159,24 @@ class OnPolicyDataModule(L.LightningDataModule):
         """Collect and annotate the next rollout; queue its minibatch indices; return finished episodes."""
         assert self.collector is not None
         module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
+        before = self.collector.frames
         td = self.collector.rollout()
         gather = _gather if distributed() else None
+        rollout_frames = self.collector.frames - before
+        if self.complete_episodes:  # ranks collect different numbers of frames: sum them
+            rollout_frames = sum(gather(rollout_frames)) if gather else rollout_frames
+            self._frames += rollout_frames
         for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
             if norm is not None:
                 norm.sync(gather)
         self._flat = module.process_rollout(td).reshape(-1)
         n = self._flat.shape[0]
-        if self.minibatch_size is None:
+        if self.complete_episodes and self.minibatch_size is not None:
+            real = torch.nonzero(self._flat["mask"].cpu()).squeeze(-1)
+            chunks = max(1, round(rollout_frames / self.minibatch_size))  # the same on every rank
+            self._queue = [real[perm] for _ in range(self.epochs)
+                           for perm in torch.randperm(len(real), generator=self._perm_gen).tensor_split(chunks)]
+        elif self.minibatch_size is None:
             self._queue = [torch.arange(n) for _ in range(self.epochs)]
         else:
             mb = self.minibatch_size // self.world_size
@@ -168,6 +202,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "perm_gen": self._perm_gen.get_state(),
             "rollouts": self.rollouts,
+            "frames": self._frames,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state()},
         }
@@ -177,6 +212,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             self.collector.load_state_dict(state["collector"])
         self._perm_gen.set_state(state["perm_gen"])
         self.rollouts = state["rollouts"]
+        self._frames = state.get("frames", 0)
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -1,6 +1,27 @@
 """Return and advantage estimators shared by all algorithms (pure functions on tensors)."""
 
 from lrl.estimators.advantages import discounted_returns, gae, td_error
+from lrl.estimators.baselines import average_baseline, optimal_baseline, trajectory_scores
+from lrl.estimators.importance import (
+    clip_log_weights,
+    effective_sample_size,
+    importance_weights,
+    log_importance_weights,
+)
+from lrl.estimators.returns import (
+    episode_cumsum,
+    episode_index,
+    episode_return,
+    episode_starts,
+    episode_sum,
+    episode_timestep,
+    reward_to_go,
+)
 from lrl.estimators.targets import td_target
 
-__all__ = ["discounted_returns", "gae", "td_error", "td_target"]
+__all__ = [
+    "average_baseline", "clip_log_weights", "discounted_returns", "effective_sample_size", "episode_cumsum",
+    "episode_index", "episode_return", "episode_starts", "episode_sum", "episode_timestep", "gae",
+    "importance_weights", "log_importance_weights", "optimal_baseline", "reward_to_go", "td_error",
+    "td_target", "trajectory_scores",
+]

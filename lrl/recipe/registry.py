@@ -13,6 +13,8 @@ ALGORITHMS: dict[str, str] = {
     "dqn": "lrl.algos.dqn.module:DQN",
     "a2c": "lrl.algos.a2c.module:A2C",
     "ppo": "lrl.algos.ppo.module:PPO",
+    "reinforce": "lrl.algos.reinforce.module:Reinforce",
+    "offpg": "lrl.algos.offpg.module:OffPolicyPG",
 }
 
 DATAMODULES: dict[str, str] = {

@@ -1,0 +1,1 @@
+"""Off-policy policy gradient with importance sampling (registry name ``offpg``)."""

@@ -1,0 +1,1 @@
+"""REINFORCE / vanilla policy gradient (registry name ``reinforce``)."""

@@ -1,0 +1,77 @@
+"""What ``reinforce`` and ``offpg`` share besides their losses: the checks on the data they need, sums over
+ranks, and the per-rollout Monte-Carlo returns and baselines (computed once per rollout, without gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+
+from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, monte_carlo_returns
+from lrl.errors import RecipeError
+from lrl.estimators import average_baseline, episode_starts
+
+Baseline = Literal["none", "average", "optimal", "value"]
+
+
+def all_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (identity on one process); every rank gets the result."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+    return x
+
+
+def check_data(name: str, datamodule: Any) -> None:
+    """Monte-Carlo returns and per-episode ratios need whole episodes in one batch: refuse anything else."""
+    if not getattr(datamodule, "complete_episodes", False):
+        raise RecipeError(f"algo.name={name} needs whole episodes: set data.complete_episodes=true")
+    if datamodule.minibatch_size is not None:
+        raise RecipeError(f"algo.name={name} takes whole-rollout batches: set data.minibatch_size=null "
+                          "(data.epochs sets the number of updates per rollout)")
+
+
+def annotate_returns(td: Any, *, gamma: float, returns: Returns, discounting: Discounting, baseline: Baseline,
+                     value: torch.Tensor | None, next_value: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Set ``returns`` (Φ before a baseline), ``baseline`` (b_t, scaled like Φ), ``value_target`` and
+    ``bootstrap`` (the value continuing a truncated return, else 0) on a complete-episode rollout ``td`` of shape
+    [N, T]; return statistics to record.
+
+    ``next_value`` (V of the true final observation) is used on truncated steps only: a time limit cuts the
+    return, so it continues with V; a termination does not (SEED-NOTES §1.4). Averages are over all ranks.
+    """
+    mask = td["mask"]
+    done = td["next", "done"].squeeze(-1)
+    boot = None
+    if next_value is not None:
+        cut = td["next", "truncated"].squeeze(-1) & ~td["next", "terminated"].squeeze(-1)
+        boot = next_value * cut
+    phi, target, scale = monte_carlo_returns(td["next", "reward"].squeeze(-1), done, gamma, returns=returns,
+                                             discounting=discounting, bootstrap=boot)
+    stats: dict[str, torch.Tensor] = {}
+    b = torch.zeros_like(phi)
+    if baseline == "value" and value is not None:
+        b = value * scale
+        s, s2, n = (all_sum(t) for t in masked_moments(target - value, mask))
+        t_s, t_s2, _ = (all_sum(t) for t in masked_moments(target, mask))
+        var_target = t_s2 / n - (t_s / n) ** 2
+        stats["stats/explained_variance"] = 1 - (s2 / n - (s / n) ** 2) / var_target.clamp_min(1e-8)
+    elif baseline == "average":  # mean over trajectories for G(τ), over steps for rewards-to-go (seed 001 §4.3.2)
+        where = mask & episode_starts(done) if returns == "episode" else mask
+        mean = average_baseline(phi, where, reduce=all_sum)
+        b = torch.zeros_like(phi) + mean
+        stats["stats/baseline"] = mean
+    td.set("returns", phi)
+    td.set("baseline", b)
+    td.set("value_target", target)
+    td.set("bootstrap", boot if boot is not None else torch.zeros_like(phi))
+    return stats
+
+
+def global_counts(td: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(trajectories, real steps) of this rollout summed over ranks."""
+    mask = td["mask"]
+    ends = mask & td["next", "done"].squeeze(-1)
+    return all_sum(ends.sum().float()), all_sum(mask.sum().float())

@@ -1,0 +1,66 @@
+"""A stand-alone policy network (no critic) and the sampling module collectors call.
+
+Monte-Carlo policy gradients (REINFORCE, off-policy PG) need a policy without a value head, a value network only
+when a learned baseline is asked for, and, for off-policy learning, a second frozen copy of the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from lrl.data.env import EnvSpec
+from lrl.networks.heads import Params, PolicyHead, make_policy_head
+from lrl.networks.mlp import mlp, orthogonal_init
+
+
+class PolicyNet(nn.Module):
+    """MLP body + policy head (seed 004 §3.1: softmax over |A| logits, or a diagonal Gaussian with a learned
+    log-std). ``forward(obs)`` returns the head's distribution parameters."""
+
+    def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "tanh", log_std_init: float = 0.0,
+                 ortho_init: bool = True) -> None:
+        super().__init__()
+        self.body = mlp(spec.obs_dim, hidden, None, activation)
+        self.head: PolicyHead = make_policy_head(spec, hidden[-1] if hidden else spec.obs_dim, log_std_init)
+        if ortho_init:  # as ActorCritic: √2 hidden, 0.01 on the output (near-uniform initial policy)
+            orthogonal_init(self.body, math.sqrt(2))
+            orthogonal_init(self.head, 0.01)
+
+    def forward(self, obs: torch.Tensor) -> Params:  # type: ignore[override]
+        return self.head(self.body(obs))
+
+    def policy_params(self, obs: torch.Tensor) -> Params:
+        return self(obs)
+
+
+def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True) -> nn.Sequential:
+    """V(s): an MLP with one output (orthogonal init, gain 1 on the output layer, when ``ortho_init``)."""
+    net = mlp(spec.obs_dim, hidden, 1, activation)
+    if ortho_init:
+        orthogonal_init(net[:-1], math.sqrt(2))
+        orthogonal_init(net[-1], 1.0)
+    return net
+
+
+class _HasPolicy(Protocol):
+    head: PolicyHead
+
+    def policy_params(self, obs: torch.Tensor) -> Params: ...
+
+
+class SamplingPolicy(nn.Module):
+    """The collection policy: ``(obs, generator) -> {"action", "sample_log_prob"}`` (DESIGN.md §3)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        net: _HasPolicy = self.net  # type: ignore[assignment]
+        params = net.policy_params(obs)
+        action = net.head.sample(params, generator)
+        return {"action": action, "sample_log_prob": net.head.log_prob(params, action)}

@@ -11,6 +11,9 @@ from typing import Any
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "lrl.algos.ppo.module:PPO",
+    "npg": "lrl.algos.trpo.module:NPG",
+    "trpo": "lrl.algos.trpo.module:TRPO",
+    "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
 }
 
 DATAMODULES: dict[str, str] = {

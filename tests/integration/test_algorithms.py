@@ -34,6 +34,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "ppo-cartpole": ("ppo/cartpole", []),
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
+    "trpo-cartpole": ("trpo/cartpole", ["data.frames_per_batch=256", "algo.critic_minibatch_size=128"]),
+    "npg-inverted-pendulum": ("npg/inverted-pendulum", ["data.frames_per_batch=256", "algo.fvp_fraction=0.5",
+                                                        "env.normalize_obs=true"]),
+    "ppo-kl-cartpole": ("ppo-kl/cartpole", []),
+    "ppo-kl-pendulum": ("ppo-kl/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
+                                            "algo.lr_schedule=linear"]),
 }
 HALF = 1024
 

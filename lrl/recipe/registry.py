@@ -15,6 +15,9 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "lrl.algos.ppo.module:PPO",
     "reinforce": "lrl.algos.reinforce.module:Reinforce",
     "offpg": "lrl.algos.offpg.module:OffPolicyPG",
+    "npg": "lrl.algos.trpo.module:NPG",
+    "trpo": "lrl.algos.trpo.module:TRPO",
+    "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
 }
 
 DATAMODULES: dict[str, str] = {

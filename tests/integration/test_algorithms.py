@@ -55,6 +55,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
                                                 "algo.policy_epochs=2", "algo.importance=per_decision",
                                                 "algo.max_weight=2.0", "env.normalize_obs=true",
                                                 "env.normalize_reward=true"]),
+    "trpo-cartpole": ("trpo/cartpole", ["data.frames_per_batch=256", "algo.critic_minibatch_size=128"]),
+    "npg-inverted-pendulum": ("npg/inverted-pendulum", ["data.frames_per_batch=256", "algo.fvp_fraction=0.5",
+                                                        "env.normalize_obs=true"]),
+    "ppo-kl-cartpole": ("ppo-kl/cartpole", []),
+    "ppo-kl-pendulum": ("ppo-kl/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
+                                            "algo.lr_schedule=linear"]),
 }
 HALF = 1024
 

@@ -1,0 +1,183 @@
+"""KL-penalty PPO: the surrogate minus a KL penalty whose multiplier adapts per rollout.
+
+Seeds: 002 and 003 "PPO with Adaptive KL Penalty" (β ×2 / ÷2 around the target δ), 000 §3 Algorithm 2
+"Primal–dual update" (λ ← λ + α(KL − ε)), 003's TRPO slide (the penalty form). Per rollout (collected by the
+DataModule): :meth:`process_rollout` computes V, GAE(γ, λ) advantages, λ-return targets and the old policy's
+distribution parameters, without gradients. Then ``data.epochs`` passes of shuffled minibatches, one Adam step
+each (Lightning's automatic optimisation: DDP, precision and clipping come from the Trainer):
+
+    loss = −(E[r·Â] − β·E_s[KL(π_old, π_θ)]) + c_v·E[(V − V_targ)²] − c_e·H
+
+with the analytic KL of the policy head. After the rollout's last step the KL of the update,
+D̄ = E_s[KL] between the old policy and π_{θ_{k+1}} over the whole rollout, moves the multiplier:
+``adaptive`` (seed 002/003), ``dual`` gradient ascent (seed 000) or ``fixed``. The multiplier is a buffer, so it
+is checkpointed and identical on every rank (the KL is averaged across ranks first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from lrl.algos.base import RLModule
+from lrl.algos.ppo.loss import normalize_advantage
+from lrl.algos.ppo.module import _Explore
+from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
+from lrl.data.env import EnvSpec
+from lrl.errors import RecipeError
+from lrl.estimators import gae
+from lrl.estimators.fisher import all_reduce_mean
+from lrl.networks import ActorCritic
+from lrl.networks.heads import Params
+
+
+class PPOKL(RLModule):
+    kl_coef: torch.Tensor  # the multiplier β (adaptive, fixed) or λ (dual), a buffer
+
+    def __init__(
+        self, env_spec: EnvSpec, *,
+        lr: float = 3e-4, lr_schedule: Literal["constant", "linear"] = "constant",
+        gamma: float = 0.99, gae_lambda: float = 0.95,
+        kl_coef: float = 1.0, kl_coef_update: Literal["adaptive", "dual", "fixed"] = "adaptive",
+        kl_target: float = 0.01, kl_direction: Literal["old_new", "new_old"] | None = None,
+        adaptive_tolerance: float = 1.5, adaptive_factor: float = 2.0,
+        dual_lr: float = 10.0, project_kl_coef: bool = False,
+        vf_coef: float = 0.5, ent_coef: float = 0.0, max_grad_norm: float | None = 0.5,
+        normalize_advantage: bool = True, hidden: list[int] | None = None, activation: str = "tanh",
+        shared: bool = False, log_std_init: float = 0.0, ortho_init: bool = True, adam_eps: float = 1e-5,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
+            gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5; "any advantage estimation algorithm").
+            kl_coef: initial multiplier β_0 / λ_0 ("initial KL penalty not that important", seed 002).
+            kl_coef_update: ``adaptive`` (β ×factor if KL ≥ tolerance·δ, ÷factor if KL ≤ δ/tolerance; seeds
+                002/003), ``dual`` (λ ← λ + α(KL − ε); seed 000 Alg. 2) or ``fixed`` (seed 003's penalty form).
+            kl_target: δ (adaptive) or ε (dual), the KL the update aims at.
+            kl_direction: ``old_new`` = KL(π_old ‖ π_θ) (seeds 002/003), ``new_old`` = KL(π_θ ‖ π_old) (seed 000
+                eq. 62–63); None = the source's: ``new_old`` for ``dual``, else ``old_new`` (SEED-NOTES §7.2).
+            adaptive_tolerance, adaptive_factor: the 1.5 and 2 of the adaptive rule.
+            dual_lr: α, the dual step size (the seeds give none).
+            project_kl_coef: keep λ ≥ 0 under ``dual`` [NOT IN SEEDS].
+            vf_coef, ent_coef: weights of the value loss and of the entropy bonus [entropy NOT IN SEEDS].
+            max_grad_norm: global gradient-norm clip (None = off).
+            normalize_advantage: standardise advantages per minibatch (seed 002's trick).
+            hidden, activation, shared: MLP sizes (default [64, 64]), activation, shared actor-critic body.
+            log_std_init, ortho_init, adam_eps: Gaussian head's initial log-std, reference initialisation, Adam ε.
+            compile: ``torch.compile`` the loss computation.
+        """
+        super().__init__(env_spec)
+        self.save_hyperparameters(ignore=["env_spec"])
+        if kl_coef_update == "adaptive" and (adaptive_tolerance <= 1.0 or adaptive_factor <= 1.0):
+            raise RecipeError("algo.adaptive_tolerance and algo.adaptive_factor must be > 1")
+        self.gamma = gamma
+        self.kl_direction = kl_direction or ("new_old" if kl_coef_update == "dual" else "old_new")
+        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, shared,
+                               log_std_init, ortho_init)
+        self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))  # β or λ: checkpointed, same on all ranks
+        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._rollout: TensorDict | None = None  # the current rollout, for the KL of the whole update
+
+    # --- acting ------------------------------------------------------------------------------------------------
+    def collection_policy(self) -> nn.Module:
+        return _Explore(self.net)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        params = self.net.policy_params(obs)
+        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+
+    @torch.no_grad()
+    def process_rollout(self, td: TensorDict) -> TensorDict:
+        value = self.net.value(td["observation"])
+        next_value = self.net.value(td["next", "observation"])
+        adv = gae(td["next", "reward"].squeeze(-1), value, next_value, td["next", "terminated"].squeeze(-1),
+                  td["next", "done"].squeeze(-1), self.hp.gamma, self.hp.gae_lambda)
+        td.set("advantage", adv)
+        target = adv + value
+        td.set("value_target", target)
+        for i, p in enumerate(self.net.policy_params(td["observation"])):  # π_θk, fixed for the whole update
+            td.set(("old_dist", str(i)), p.clone())  # a copy: the Gaussian's log-std is a view of θ
+        self._rollout = td
+        self.record(**{"stats/explained_variance": 1 - (target - value).var() / target.var().clamp_min(1e-8)})
+        return td
+
+    # --- update ------------------------------------------------------------------------------------------------
+    def kl(self, old: Params, new: Params) -> torch.Tensor:
+        """Closed-form KL per state in the configured direction."""
+        head = self.net.head
+        return head.kl(old, new) if self.kl_direction == "old_new" else head.kl(new, old)
+
+    @staticmethod
+    def _old(td: TensorDict) -> Params:
+        return tuple(td["old_dist", k] for k in sorted(td["old_dist"].keys(), key=int))
+
+    def _compute_loss(self, obs: torch.Tensor, action: torch.Tensor, old_logp: torch.Tensor, old: Params,
+                      advantage: torch.Tensor, value_target: torch.Tensor, kl_coef: torch.Tensor
+                      ) -> dict[str, torch.Tensor]:
+        hp = self.hp
+        params = self.net.policy_params(obs)
+        if hp.normalize_advantage:
+            advantage = normalize_advantage(advantage)
+        return ppo_kl_loss(self.net.head.log_prob(params, action), old_logp, advantage, self.kl(old, params),
+                           self.net.head.entropy(params), self.net.value(obs), value_target, kl_coef=kl_coef,
+                           vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
+
+    def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
+        batch, _, _ = next(dataloader_iter)
+        hp = self.hp
+        self.frames = batch.frames
+        if batch.first:
+            self.add_episodes(batch.episodes)
+            lr = hp.lr * batch.progress_remaining if hp.lr_schedule == "linear" else hp.lr
+            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+                group["lr"] = lr
+            self.record(**{"stats/lr": lr})
+        td = batch.td
+        out = self._loss(td["observation"], td["action"], td["sample_log_prob"], self._old(td), td["advantage"],
+                         td["value_target"], self.kl_coef.detach())
+        self.record(**{"loss/total": out["loss"], "loss/policy": out["policy"], "loss/kl_penalty": out["kl_penalty"],
+                       "loss/value": out["value"], "stats/entropy": out["entropy"], "stats/kl_minibatch": out["kl"]})
+        return out["loss"]
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """The step, then — after the rollout's last one — the multiplier update, before any callback (and so
+        any checkpoint) sees this batch's end."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._rollout is not None and self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+            self._update_kl_coef(self._rollout)
+            self._rollout = None
+
+    @torch.no_grad()
+    def _update_kl_coef(self, td: TensorDict) -> None:
+        hp = self.hp
+        with torch.autocast(self.device.type, enabled=False):
+            obs = td["observation"].flatten(0, 1).float()
+            old = tuple(p.flatten(0, 1) for p in self._old(td))
+            kl = all_reduce_mean(self.kl(old, self.net.policy_params(obs)).mean()).item()  # D̄(θ_{k+1}, θ_k)
+        coef = self.kl_coef.item()
+        if hp.kl_coef_update == "adaptive":
+            coef = adaptive_kl_coef(coef, kl, hp.kl_target, hp.adaptive_tolerance, hp.adaptive_factor)
+        elif hp.kl_coef_update == "dual":
+            coef = dual_ascent_kl_coef(coef, kl, hp.kl_target, hp.dual_lr, hp.project_kl_coef)
+        self.kl_coef.fill_(coef)
+        self.record(**{"stats/kl": kl, "stats/kl_coef": coef})
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+            self.flush_metrics()
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        if self.hp.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
+        return torch.optim.Adam(self.net.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)

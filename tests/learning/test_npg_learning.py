@@ -1,0 +1,15 @@
+"""NPG learning checks (slow): bars, budgets and seeds are stated here and in docs/npg.md."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_npg_inverted_pendulum_950(learning_check) -> None:  # type: ignore[no-untyped-def]
+    learning_check("npg/inverted-pendulum", 950)
+
+
+def test_npg_cartpole(learning_check) -> None:  # type: ignore[no-untyped-def]
+    learning_check("npg/cartpole", NPG_CARTPOLE_BAR)

@@ -12,6 +12,7 @@ from typing import Any
 ALGORITHMS: dict[str, str] = {
     "dqn": "lrl.algos.dqn.module:DQN",
     "ppo": "lrl.algos.ppo.module:PPO",
+    "sarsa": "lrl.algos.sarsa.module:SARSA",
 }
 
 DATAMODULES: dict[str, str] = {

@@ -36,6 +36,9 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "dqn-cartpole": ("dqn/cartpole", [*REPLAY, "algo.target_update_every=6"]),
     "dqn-double-q-polyak": ("dqn/cartpole", [*REPLAY, "algo.target=double_q", "algo.target_update=polyak"]),
     "ppo-cartpole": ("ppo/cartpole", []),
+    "sarsa-cartpole": ("sarsa/cartpole", ["data.epochs=2", "algo.target_update_every=6"]),
+    "sarsa-expected-polyak": ("sarsa/cartpole", ["algo.expected=true", "algo.target_update=polyak",
+                                                 "data.minibatch_size=null", "algo.loss=mse"]),
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
 }

@@ -6,6 +6,8 @@ keeps away from the cliff while Q-learning's walks along it (Sutton & Barto Exam
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import pytest
 import torch
@@ -22,6 +24,8 @@ from lrl.algos.sarsa.loss import (
 )
 from lrl.algos.sarsa.module import SARSA
 from lrl.data.env import EnvSpec
+from lrl.data.replay import ReplayDataModule
+from lrl.errors import RecipeError
 
 SPEC = EnvSpec("Toy-v0", (3,), "discrete", 3)
 
@@ -179,7 +183,7 @@ def test_expected_sarsa_annotates_the_epsilon_greedy_probabilities_at_the_true_n
     greedy_next = torch.tensor([[0, 1, 0, 2], [1, 2, 2, 1]])  # greedy at the next observations
     want = 0.1 + 0.7 * torch.nn.functional.one_hot(greedy_next, 3).float()
     torch.testing.assert_close(td["next_probs"], want)
-    assert "next_action" not in td.keys()
+    assert "next_action" not in td
 
 
 def test_epsilon_follows_the_frames_at_the_start_of_the_rollout() -> None:
@@ -188,6 +192,13 @@ def test_epsilon_follows_the_frames_at_the_start_of_the_rollout() -> None:
     td = m.annotate(_toy_rollout(), torch.Generator())
     assert m.epsilon() == pytest.approx(0.75)
     torch.testing.assert_close(td["next_probs"].max(), torch.tensor(0.75 / 3 + 0.25))
+
+
+def test_refuses_a_replay_buffer() -> None:
+    m = SARSA(SPEC)
+    m._trainer = SimpleNamespace(datamodule=ReplayDataModule.__new__(ReplayDataModule))  # type: ignore[assignment]
+    with pytest.raises(RecipeError, match="on-policy"):
+        m.setup("fit")
 
 
 # --- what SARSA learns ------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ class SARSA(RLModule):
 
     def __init__(
         self, env_spec: EnvSpec, *,
-        lr: float = 1e-4, gamma: float = 0.99, hidden: list[int] | None = None, activation: str = "relu",
+        lr: float = 1e-4, lr_schedule: Literal["constant", "linear"] = "constant", gamma: float = 0.99,
+        hidden: list[int] | None = None, activation: str = "relu",
         expected: bool = False, loss: Literal["huber", "mse"] = "huber",
         target_update: Literal["hard", "polyak", "none"] = "hard", target_update_every: int = 1_000,
         tau: float = 0.01, eps_start: float = 1.0, eps_end: float = 0.05, eps_decay_frames: int = 10_000,
@@ -58,6 +59,7 @@ class SARSA(RLModule):
         """
         Args:
             lr, adam_eps: Adam step size and ε (the seed: "a gradient step, or other methods like Adam").
+            lr_schedule: ``constant``, or ``linear`` to 0 over ``budget.frames`` (as SB3's schedules).
             gamma: discount.
             hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (seed 004 Fig. 2.1).
             expected: Expected SARSA (eq. 2.12: Σ_a π(a|s') Q(s', a)) instead of SARSA's sampled a' (eq. 2.9).
@@ -144,6 +146,10 @@ class SARSA(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
+            lr = self.hp.lr * batch.progress_remaining if self.hp.lr_schedule == "linear" else self.hp.lr
+            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+                group["lr"] = lr
+            self.record(**{"stats/lr": lr})
         td = batch.td
         next_policy = td["next_probs"] if self.hp.expected else td["next_action"]
         out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),

@@ -159,6 +159,7 @@ class OnPolicyDataModule(L.LightningDataModule):
         """Collect and annotate the next rollout; queue its minibatch indices; return finished episodes."""
         assert self.collector is not None
         module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
+        module.frames = self.frames  # exploration schedules (e.g. SARSA's ε) act on the current clock
         before = self.collector.frames
         td = self.collector.rollout()
         gather = _gather if distributed() else None

@@ -18,6 +18,7 @@ ALGORITHMS: dict[str, str] = {
     "npg": "lrl.algos.trpo.module:NPG",
     "trpo": "lrl.algos.trpo.module:TRPO",
     "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
+    "sarsa": "lrl.algos.sarsa.module:SARSA",
 }
 
 DATAMODULES: dict[str, str] = {

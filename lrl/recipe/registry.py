@@ -10,8 +10,10 @@ import importlib
 from typing import Any
 
 ALGORITHMS: dict[str, str] = {
+    "ddpg": "lrl.algos.ddpg.module:DDPG",
     "dqn": "lrl.algos.dqn.module:DQN",
     "ppo": "lrl.algos.ppo.module:PPO",
+    "td3": "lrl.algos.td3.module:TD3",
 }
 
 DATAMODULES: dict[str, str] = {

@@ -147,7 +147,7 @@ def test_actor_gradient_is_the_deterministic_policy_gradient_through_q1_only() -
         a = m.ac.actor(s[None])[0].detach().requires_grad_(True)
         dq_da = torch.autograd.grad(q1(torch.cat([s, a]))[0], a)[0]
         jac = torch.autograd.functional.jacobian(
-            lambda *ps: torch.func.functional_call(m.ac.actor, dict(zip(params, ps, strict=True)), (s[None],))[0],
+            lambda *ps, s=s: torch.func.functional_call(m.ac.actor, dict(zip(params, ps, strict=True)), (s[None],))[0],
             tuple(params.values()))
         for (k, v), j in zip(params.items(), jac, strict=True):
             expected[k] -= (dq_da.view(-1, *([1] * v.dim())) * j).sum(0) / len(obs)
@@ -247,7 +247,7 @@ class _Q1(nn.Module):
 def _weights(params: TensorDict) -> list[torch.Tensor]:
     """The weights and biases of a TorchRL loss's functional parameters, in module order (buffers left out)."""
     flat = params.flatten_keys(".")
-    return [flat[k] for k in flat.keys() if k.endswith(("weight", "bias"))]
+    return [flat[k] for k in list(flat.keys()) if k.endswith(("weight", "bias"))]
 
 
 def _copy_(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> None:

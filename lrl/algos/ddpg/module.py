@@ -35,6 +35,15 @@ def adam_pair(module: RLModule, actor: nn.Module, critic: nn.Module, actor_lr: f
             torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=eps, fused=fused)]
 
 
+def manual_step(module: RLModule, opt: Any, loss: torch.Tensor, max_grad_norm: float | None) -> None:
+    """One optimiser step under manual optimisation: zero, backward (Lightning's: precision, DDP), clip, step."""
+    opt.zero_grad(set_to_none=True)
+    module.manual_backward(loss)
+    if max_grad_norm is not None:
+        module.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
+    opt.step()
+
+
 class DDPG(RLModule):
     default_datamodule = "replay"
     action_kinds = ("continuous",)
@@ -104,13 +113,6 @@ class DDPG(RLModule):
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
-    def _step(self, opt: Any, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(opt, gradient_clip_val=self.hp.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch, _, _ = next(dataloader_iter)
         hp = self.hp
@@ -120,12 +122,12 @@ class DDPG(RLModule):
             self.record(**{"stats/exploration_std": self.exploration_std()})
         td = batch.td
         obs = td["observation"]
-        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc]
+        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
         out = self._critic_loss(obs, td["action"], td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1))
-        self._step(critic_opt, out["loss"])
+        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
         pi_loss = self._actor_loss(obs)
-        self._step(actor_opt, pi_loss)
+        manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
         self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
         self.record(**{"loss/critic": out["loss"], "loss/actor": pi_loss, "stats/q_mean": out["q"],
                        "stats/target_mean": out["y"]})

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ddpg.module import adam_pair
+from lrl.algos.ddpg.module import adam_pair, manual_step
 from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
 from lrl.data.env import EnvSpec
 from lrl.networks.deterministic import DeterministicActorCritic, NoisyDeterministicPolicy, make_noise, noise_std
@@ -117,13 +117,6 @@ class TD3(RLModule):
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
-    def _step(self, opt: Any, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(opt, gradient_clip_val=self.hp.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
-
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch, _, _ = next(dataloader_iter)
         hp = self.hp
@@ -134,15 +127,15 @@ class TD3(RLModule):
         td = batch.td
         obs, action = td["observation"], td["action"]
         eps = torch.randn(action.shape, generator=self.generator(), device=action.device, dtype=torch.float32)
-        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc]
+        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
         out = self._critic_loss(obs, action, td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1), eps)
-        self._step(critic_opt, out["loss"])
+        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
         self.updates += 1
         self.record(**{"loss/critic": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
         if self.updates % hp.policy_delay == 0:  # delayed: actor, then every target network (§10.4)
             pi_loss = self._actor_loss(obs)
-            self._step(actor_opt, pi_loss)
+            manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
             self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
             self.record(**{"loss/actor": pi_loss})
 

@@ -9,7 +9,7 @@ final observation when an episode ended at that step, not the auto-reset one, so
 It steps the env with numpy and calls one plain policy module per vector step; that is ~5x the frame rate
 of TorchRL's stock ``Collector`` over ``GymWrapper`` on small envs. Everything needed to continue exactly is in
 ``state_dict()``: the pickled vector env, the current observation, open-episode statistics, the sampling
-generator and the normalisation statistics.
+generator, the normalisation statistics and the policy's exploration state.
 
 With ``complete_episodes=True`` a rollout holds whole episodes only, each started and finished under the
 current policy (Monte-Carlo policy gradients need G(τ) and per-episode importance ratios): every env keeps
@@ -19,6 +19,10 @@ others finish. The sub-envs of the ``SyncVectorEnv`` are stepped individually, e
 episode ends, so every rollout starts a fresh episode in every env. Layout ``[num_envs, T_max]`` with a boolean
 ``mask`` (False on padding); padding steps are marked ``terminated`` and ``done`` (reward 0) so that every
 estimator cuts there, and ``frames`` counts only the steps actually taken.
+
+A policy with per-env exploration state (e.g. Ornstein-Uhlenbeck noise) may define ``reset(done)`` (called with
+the boolean episode-end mask of a step where an episode ended) and ``exploration_state()`` /
+``load_exploration_state(state)`` (saved and restored with the collector, per rank).
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ class VecEnvCollector(BaseCollector):
         rew_buf = np.empty((T, N), np.float32)
         term_buf, trunc_buf = np.empty((T, N), bool), np.empty((T, N), bool)
         out_bufs: dict[str, torch.Tensor] = {}
+        reset_policy = getattr(self.policy, "reset", None)  # per-env exploration state to clear at episode ends
         for t in range(T):
             if self.obs_normalizer:
                 self.obs_normalizer.push(self._obs)
@@ -136,6 +141,8 @@ class VecEnvCollector(BaseCollector):
             if done.any():
                 for i in np.flatnonzero(done):
                     final[i] = info["final_obs"][i]
+                if reset_policy is not None:
+                    reset_policy(torch.from_numpy(done).to(self.device))
             next_buf[t] = self._normalize(final)
             self._ep_return += reward
             self._ep_length += 1
@@ -281,6 +288,7 @@ class VecEnvCollector(BaseCollector):
             generator=self.generator.get_state(), frames=self.frames, completed=list(self.completed),
             obs_normalizer=self.obs_normalizer.state_dict() if self.obs_normalizer else None,
             reward_scaler=self.reward_scaler.state_dict() if self.reward_scaler else None,
+            exploration=self.policy.exploration_state() if hasattr(self.policy, "exploration_state") else None,
         )
 
     def load_state_dict(self, state: OrderedDict) -> None:
@@ -301,6 +309,8 @@ class VecEnvCollector(BaseCollector):
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         if self.reward_scaler and state["reward_scaler"]:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
+        if state.get("exploration") is not None and hasattr(self.policy, "load_exploration_state"):
+            self.policy.load_exploration_state(state["exploration"])
 
 
 def make_collector(kind: str, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy,

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 ALGORITHMS: dict[str, str] = {
+    "ddpg": "lrl.algos.ddpg.module:DDPG",
     "dqn": "lrl.algos.dqn.module:DQN",
     "a2c": "lrl.algos.a2c.module:A2C",
     "ppo": "lrl.algos.ppo.module:PPO",
@@ -19,6 +20,7 @@ ALGORITHMS: dict[str, str] = {
     "trpo": "lrl.algos.trpo.module:TRPO",
     "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
     "sarsa": "lrl.algos.sarsa.module:SARSA",
+    "td3": "lrl.algos.td3.module:TD3",
 }
 
 DATAMODULES: dict[str, str] = {

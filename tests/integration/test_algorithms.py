@@ -36,7 +36,11 @@ OFF = ["eval.every_frames=0", "eval.final=false"]
 # a replay buffer smaller than the run (its write cursor wraps before the resume point), updates from frame 256
 REPLAY = ["env.num_envs=2", "data.buffer_size=1500", "data.learning_starts=256", "data.batch_size=32",
           "data.updates_per_step=4"]
+# deterministic actor-critics: small networks, 64 frames per collection step (1024 is a step boundary)
+DETERMINISTIC = [*REPLAY, "data.frames_per_step=64", "algo.hidden=[32,32]"]
 CASES: dict[str, tuple[str, list[str]]] = {
+    "ddpg-pendulum": ("ddpg/pendulum", DETERMINISTIC),
+    "ddpg-ou-pendulum": ("ddpg/pendulum", [*DETERMINISTIC, "algo.exploration=ou", "algo.actor_tau=0.01"]),
     "dqn-cartpole": ("dqn/cartpole", [*REPLAY, "algo.target_update_every=6"]),
     "dqn-double-q-polyak": ("dqn/cartpole", [*REPLAY, "algo.target=double_q", "algo.target_update=polyak"]),
     "a2c-cartpole": ("a2c/cartpole", ["data.frames_per_batch=128"]),
@@ -64,6 +68,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "ppo-kl-cartpole": ("ppo-kl/cartpole", []),
     "ppo-kl-pendulum": ("ppo-kl/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                             "algo.lr_schedule=linear"]),
+    # a delay of 3 with 4 updates per collection step: delayed updates straddle the checkpoint
+    "td3-pendulum": ("td3/pendulum", [*DETERMINISTIC, "algo.policy_delay=3"]),
 }
 HALF = 1024
 

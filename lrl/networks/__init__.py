@@ -1,6 +1,8 @@
 """Network bodies and policy heads shared by all algorithms."""
 
-from lrl.networks.heads import CategoricalHead, GaussianHead, PolicyHead, make_policy_head
+from lrl.networks.ensemble import EnsembleLinear, EnsembleMLP
+from lrl.networks.heads import CategoricalHead, GaussianHead, PolicyHead, TanhGaussianHead, make_policy_head
 from lrl.networks.mlp import ActorCritic, mlp
 
-__all__ = ["ActorCritic", "CategoricalHead", "GaussianHead", "PolicyHead", "make_policy_head", "mlp"]
+__all__ = ["ActorCritic", "CategoricalHead", "EnsembleLinear", "EnsembleMLP", "GaussianHead", "PolicyHead",
+           "TanhGaussianHead", "make_policy_head", "mlp"]

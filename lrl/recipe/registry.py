@@ -12,6 +12,7 @@ from typing import Any
 ALGORITHMS: dict[str, str] = {
     "dqn": "lrl.algos.dqn.module:DQN",
     "ppo": "lrl.algos.ppo.module:PPO",
+    "sac": "lrl.algos.sac.module:SAC",
 }
 
 DATAMODULES: dict[str, str] = {

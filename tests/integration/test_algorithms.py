@@ -38,6 +38,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "ppo-cartpole": ("ppo/cartpole", []),
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
+    "sac-pendulum": ("sac/pendulum", [*REPLAY, "data.frames_per_step=8", "algo.hidden=[32,32]"]),
+    "sac-pendulum-fixed-alpha": ("sac/pendulum", [*REPLAY, "data.frames_per_step=16", "algo.hidden=[32]",
+                                                  "algo.autotune_alpha=false", "algo.alpha=0.2",
+                                                  "algo.target_update_every=2", "env.normalize_obs=true"]),
 }
 HALF = 1024
 

@@ -153,15 +153,19 @@ class TanhGaussianHead(PolicyHead):
         gaussian = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
         return (gaussian - log1m_tanh_sq(u)).sum(-1) - self.log_scale
 
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action within the bounds and its log-density (seed 004 eq. 11.6/11.8)."""
+    def _pre_squash(self, params: Params, generator: torch.Generator | None) -> torch.Tensor:
         mean, log_std = params
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        u = mean + log_std.exp() * noise
-        return self.loc + self.scale * torch.tanh(u), self._log_prob_u(mean, log_std, u)
+        return mean + log_std.exp() * noise
+
+    def rsample(self, params: Params, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action within the bounds and its log-density (seed 004 eq. 11.6/11.8)."""
+        u = self._pre_squash(params, generator)
+        return self.loc + self.scale * torch.tanh(u), self._log_prob_u(params[0], params[1], u)
 
     def sample(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.rsample(params, generator)[0]
+        """An action only (acting needs no log-density): the same draw as :meth:`rsample`."""
+        return self.loc + self.scale * torch.tanh(self._pre_squash(params, generator))
 
     def log_prob(self, params: Params, action: torch.Tensor) -> torch.Tensor:
         mean = params[0]

@@ -245,3 +245,16 @@ def test_equals_torchrl_sac_loss(autotune: bool) -> None:
     torch.testing.assert_close(ours["stats/alpha"], expected["alpha"])
     if autotune:
         torch.testing.assert_close(ours["loss/alpha"], expected["loss_alpha"], **tol)
+
+
+def test_optimiser_groups_by_step_size() -> None:
+    m = SAC(SPEC, hidden=[8], lr=1e-3)
+    m.trainer = SimpleNamespace(precision="32-true")  # type: ignore[assignment]
+    opt = m.configure_optimizers()
+    trainable = [p for p in m.parameters() if p.requires_grad]  # the target critics are not optimised
+    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == len(trainable)
+    m = SAC(SPEC, hidden=[8], lr=1e-3, critic_lr=3e-4, alpha_lr=3e-4)
+    m.trainer = SimpleNamespace(precision="32-true")  # type: ignore[assignment]
+    groups = {g["lr"]: g["params"] for g in m.configure_optimizers().param_groups}
+    assert set(groups) == {1e-3, 3e-4}
+    assert len(groups[1e-3]) == len(list(m.actor.parameters())) and any(p is m.log_alpha for p in groups[3e-4])

@@ -114,3 +114,11 @@ def test_ensemble_members_equal_separate_mlps_and_frozen_gives_input_gradients_o
     assert all(p.grad is None for p in ens.parameters())
     bound = 1 / math.sqrt(16)  # nn.Linear's init: U(±1/√fan_in) for weight and bias
     assert ens.layers[1].weight.abs().max() <= bound and ens.layers[1].bias.abs().max() <= bound
+
+
+def test_sample_is_the_same_draw_as_rsample() -> None:
+    head = _head(-2.0, 2.0, dim=2)
+    params = head(torch.randn(8, 4))
+    a = head.sample(params, torch.Generator().manual_seed(7))
+    b, _ = head.rsample(params, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a, b)

@@ -10,17 +10,18 @@ import importlib
 from typing import Any
 
 ALGORITHMS: dict[str, str] = {
+    "a2c": "lrl.algos.a2c.module:A2C",
     "ddpg": "lrl.algos.ddpg.module:DDPG",
     "dqn": "lrl.algos.dqn.module:DQN",
-    "a2c": "lrl.algos.a2c.module:A2C",
-    "ppo": "lrl.algos.ppo.module:PPO",
-    "reinforce": "lrl.algos.reinforce.module:Reinforce",
-    "offpg": "lrl.algos.offpg.module:OffPolicyPG",
     "npg": "lrl.algos.trpo.module:NPG",
-    "trpo": "lrl.algos.trpo.module:TRPO",
+    "offpg": "lrl.algos.offpg.module:OffPolicyPG",
+    "ppo": "lrl.algos.ppo.module:PPO",
     "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
+    "reinforce": "lrl.algos.reinforce.module:Reinforce",
+    "sac": "lrl.algos.sac.module:SAC",
     "sarsa": "lrl.algos.sarsa.module:SARSA",
     "td3": "lrl.algos.td3.module:TD3",
+    "trpo": "lrl.algos.trpo.module:TRPO",
 }
 
 DATAMODULES: dict[str, str] = {

@@ -53,12 +53,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
     "reinforce-cartpole": ("reinforce/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3"]),
-    "reinforce-invpendulum": ("reinforce/invpendulum", ["env.num_envs=2", "data.frames_per_batch=256",
+    "reinforce-inverted-pendulum": ("reinforce/inverted-pendulum", ["env.num_envs=2", "data.frames_per_batch=256",
                                                         "data.epochs=2", "algo.baseline=optimal",
                                                         "algo.normalize_advantage=false"]),
     "offpg-cartpole": ("offpg/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
                                           "algo.policy_epochs=null", "algo.sync_every=2"]),
-    "offpg-invpendulum": ("offpg/invpendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
+    "offpg-inverted-pendulum": ("offpg/inverted-pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
                                                 "algo.policy_epochs=2", "algo.importance=per_decision",
                                                 "algo.max_weight=2.0", "env.normalize_obs=true",
                                                 "env.normalize_reward=true"]),
@@ -70,6 +70,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
                                             "algo.lr_schedule=linear"]),
     # a delay of 3 with 4 updates per collection step: delayed updates straddle the checkpoint
     "td3-pendulum": ("td3/pendulum", [*DETERMINISTIC, "algo.policy_delay=3"]),
+    "sac-pendulum": ("sac/pendulum", [*REPLAY, "data.frames_per_step=8", "algo.hidden=[32,32]"]),
+    "sac-pendulum-fixed-alpha": ("sac/pendulum", [*REPLAY, "data.frames_per_step=16", "algo.hidden=[32]",
+                                                  "algo.autotune_alpha=false", "algo.alpha=0.2",
+                                                  "algo.target_update_every=2", "env.normalize_obs=true"]),
 }
 HALF = 1024
 

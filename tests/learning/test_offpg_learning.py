@@ -11,5 +11,5 @@ def test_offpg_cartpole_400_within_200k_frames(learning_check) -> None:  # type:
     learning_check("offpg/cartpole", 400)
 
 
-def test_offpg_invpendulum_900_within_300k_frames(learning_check) -> None:  # type: ignore[no-untyped-def]
-    learning_check("offpg/invpendulum", 900)
+def test_offpg_inverted_pendulum_900_within_300k_frames(learning_check) -> None:  # type: ignore[no-untyped-def]
+    learning_check("offpg/inverted-pendulum", 900)

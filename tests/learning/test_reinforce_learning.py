@@ -11,5 +11,5 @@ def test_reinforce_value_baseline_cartpole_475_within_200k_frames(learning_check
     learning_check("reinforce/cartpole", 475)
 
 
-def test_reinforce_invpendulum_900_within_300k_frames(learning_check) -> None:  # type: ignore[no-untyped-def]
-    learning_check("reinforce/invpendulum", 900)
+def test_reinforce_inverted_pendulum_900_within_300k_frames(learning_check) -> None:  # type: ignore[no-untyped-def]
+    learning_check("reinforce/inverted-pendulum", 900)

@@ -174,7 +174,20 @@ def test_bf16_mixed_runs(case: str) -> None:
     assert all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# A 2-process run costs ~20 s of process start-up, so the default test run runs DDP once per algorithm (the
+# case that exercises the most per-rank state); the other variants run with `-m slow`.
+DDP_DEFAULT = {"a2c-cartpole", "ddpg-ou-pendulum", "dqn-cartpole", "npg-inverted-pendulum", "offpg-cartpole",
+               "ppo-cartpole", "ppo-kl-cartpole", "reinforce-cartpole", "sac-pendulum", "sarsa-cartpole",
+               "td3-pendulum", "trpo-cartpole"}
+
+
+def test_ddp_default_covers_every_algorithm() -> None:
+    assert DDP_DEFAULT <= set(CASES)
+    assert {CASES[c][0].split("/")[0] for c in DDP_DEFAULT} == {r.split("/")[0] for r, _ in CASES.values()}
+
+
+@pytest.mark.parametrize("case", [c if c in DDP_DEFAULT else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in sorted(CASES)])
 def test_ddp_two_cpu_processes_keep_identical_parameters(case: str, tmp_path: Path) -> None:
     recipe, extra = CASES[case]
     run = tmp_path / "ddp"

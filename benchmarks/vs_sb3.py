@@ -8,15 +8,22 @@ sb3_contrib) algorithm class and a function that maps the *resolved* lrl recipe 
 function must consume every key of the recipe's ``algo:`` and ``data:`` sections (``_Section.take`` /
 ``.expect`` / ``.ignore``), so a hyperparameter added to an lrl algorithm, or a recipe setting SB3 cannot
 express (e.g. a shared actor-critic body), stops the entry with one line naming the key instead of silently
-comparing different experiments. Adding an algorithm pair (``dqn/cartpole`` ↔ DQN, ``sac/pendulum`` ↔ SAC,
-``td3/pendulum`` ↔ TD3) is one mapping function and one ``PAIRS`` line; the workers, evaluation and summary are
-generic. An entry whose recipe is not in this checkout is skipped with a message.
+comparing different experiments. Adding an algorithm pair is one mapping function and one ``PAIRS`` line; the
+workers, evaluation and summary are generic (an argument SB3 can only build with the env, such as the action
+noise, is passed as a small spec with a ``build`` method, see ``ActionNoise``). The off-policy entries
+(``dqn/cartpole`` ↔ DQN, ``sac/pendulum`` ↔ SAC, ``td3/pendulum`` ↔ TD3, ``ddpg/pendulum`` ↔ DDPG) share the
+replay mapping ``_replay``; the few differences that live in lrl's or SB3's code rather than in a recipe key are
+listed above it and in each mapping's docstring. An entry whose recipe is not in this checkout is skipped with a
+message.
 
 Protocol
 --------
-* Hyperparameters come from the lrl recipe (RL-Zoo's tuned sets for the CartPole recipes); SB3 gets them through
-  the entry's mapping (``MlpPolicy`` with the same separate actor/critic MLP sizes, activation, initialisation,
-  optimiser and ε, schedules, a ``DummyVecEnv`` of ``env.num_envs`` envs made by ``make_vec_env``, device cpu).
+* Hyperparameters come from the lrl recipe (RL-Zoo's tuned sets for the CartPole recipes and for TD3/DDPG on
+  Pendulum, SB3's SAC defaults with lr 1e-3 for sac/pendulum); SB3 gets them through the entry's mapping
+  (``MlpPolicy`` with the same separate actor/critic MLP sizes, activation, initialisation, optimiser and ε,
+  schedules, replay sizes and update ratio, a ``DummyVecEnv`` of ``env.num_envs`` envs made by ``make_vec_env``,
+  device cpu). ``--frames`` is lrl's ``budget.frames`` and SB3's ``total_timesteps``, and the SB3 mapping sees it
+  as ``budget.frames`` too (DQN's ε schedule is a fraction of it).
   lrl runs the recipe unchanged except ``seed``, ``budget.frames`` and switching off everything that SB3 does not
   do during ``learn``: ``eval.every_frames=0 eval.final=false checkpoint.every_frames=0`` (lrl still writes its
   final ``last.ckpt`` and logs training metrics to MLflow, which counts against it).
@@ -29,7 +36,8 @@ Protocol
   before the clock starts in both workers (SB3: ``stable_baselines3`` / ``sb3_contrib``; lrl: lightning, torchrl,
   mlflow and the lrl modules that ``lrl.launch.run`` imports lazily). For lrl the clock starts when
   ``lrl.launch.run`` is entered (after recipe loading) and stops when ``Trainer.fit`` returns, so it includes the
-  MLflow run set-up and the final checkpoint write but not the artifact upload after fit; ``fit_s`` is
+  MLflow run set-up and the final checkpoint write (for replay recipes with the buffer file next to it) but not
+  the artifact upload after fit; ``fit_s`` is
   ``Trainer.fit`` alone and ``call_s`` the whole ``lrl.launch.train`` call. For SB3 ``train_s`` covers
   ``make_vec_env`` + the model constructor + ``learn``. ``proc_s`` is the whole subprocess (interpreter start,
   imports, training, evaluation), seen by the parent; ``load1`` is the 1-minute load average just before the run,
@@ -148,6 +156,7 @@ def _on_policy_common(recipe: dict[str, Any], algo: _Section) -> dict[str, Any]:
 def ppo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
+    data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
     mb = data.take("minibatch_size")
     out = {
         **_on_policy_common(recipe, algo),
@@ -168,6 +177,7 @@ def ppo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
 def a2c_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
+    data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
     data.expect("minibatch_size", None, why="A2C updates on the whole rollout")
     data.expect("epochs", 1, why="A2C takes one step per rollout")
     algo.expect("critic_lr", None, why="SB3's A2C has one learning rate")
@@ -195,6 +205,7 @@ def trpo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     ones; if they differ, the strict mapping stops with the key to rename here."""
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
+    data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
     data.expect("minibatch_size", None, why="TRPO's policy step uses the whole rollout")
     data.expect("epochs", 1, why="TRPO takes one policy step per rollout")
     out = {
@@ -215,6 +226,213 @@ def _grad_norm(value: float | None) -> float:
     return float("inf") if value is None else float(value)  # SB3 always clips; +inf never does
 
 
+# --- off-policy entries (replay DataModule) ----------------------------------------------------------------------
+# Conventions shared by all four (the SB3 side is RL-Zoo's / SB3's own configuration; the residual differences are
+# in lrl's code, not in a recipe key, so they cannot be mapped away and are listed here instead):
+# * SB3 trains after a collection when ``num_timesteps > learning_starts``, lrl when ``frames >= learning_starts``.
+#   Both act uniformly at random for the first ``learning_starts`` frames (lrl per collection step, SB3 per env
+#   step). With ``frames_per_step`` = 1 (the Pendulum recipes) lrl's first update therefore comes one frame earlier
+#   and lrl makes one update more over the run (e.g. 19,901 vs 19,900 for sac/pendulum); where
+#   ``learning_starts`` is not a multiple of ``frames_per_step`` (dqn/cartpole: 1000 vs 256) the updates coincide
+#   and only the last partial warm-up chunk differs (frames 1000-1023: uniform in lrl, ε-greedy with ε ≈ 0.88 in
+#   SB3). ``learning_starts`` is passed unchanged, so SB3 runs exactly RL-Zoo's setting.
+# * Both overshoot the budget to the next whole collection step (dqn/cartpole: 50,176 frames on both sides).
+# * SB3 stores actions scaled to [-1, 1] and feeds them to its critics in that scale; lrl stores and feeds the env
+#   action (on Pendulum, 2x SB3's): same function class, different first-layer input scale.
+# * lrl writes the replay buffer next to its final ``last.ckpt`` (inside ``train_s``).
+def _replay(recipe: dict[str, Any], data: _Section) -> dict[str, Any]:
+    """The replay ``data:`` keys as SB3 off-policy arguments (both count ``learning_starts`` and the buffer in
+    frames over all envs; SB3 counts ``train_freq`` in vector-env steps of ``num_envs`` frames each)."""
+    n, fps = recipe["env"]["num_envs"], data.take("frames_per_step")
+    if fps % n:
+        raise MappingError(f"data.frames_per_step={fps} is not a multiple of env.num_envs={n}")
+    data.expect("random_warmup", True, why="SB3 always acts uniformly at random before learning_starts")
+    data.ignore("storage", "buffer_device")  # where the buffer lives, not what is in it
+    return {"buffer_size": data.take("buffer_size"), "batch_size": data.take("batch_size"),
+            "learning_starts": data.take("learning_starts"), "train_freq": fps // n,
+            "gradient_steps": data.take("updates_per_step")}
+
+
+def _optimizer_kwargs(algo: _Section) -> dict[str, Any]:
+    return {"optimizer_class": importlib.import_module("torch.optim").Adam,
+            "optimizer_kwargs": {"eps": algo.take("adam_eps")}}
+
+
+def _activation(algo: _Section) -> type:
+    from lrl.networks.mlp import ACTIVATIONS
+
+    return ACTIVATIONS[algo.take("activation")]
+
+
+def _hidden(algo: _Section, default: list[int]) -> list[int]:
+    """``algo.hidden`` as lrl reads it: None means the module's default ([] means no hidden layer)."""
+    hidden = algo.take("hidden")
+    return list(default if hidden is None else hidden)
+
+
+def _same_or_none(algo: _Section, key: str, value: Any, why: str) -> None:
+    """``key`` must be None (lrl: "use ``value``") or equal to ``value``: SB3 has one setting for both."""
+    algo.expect(key, None, value, why=why)
+
+
+def dqn_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """SB3 DQN. ε: SB3's ``LinearSchedule`` reaches ``exploration_final_eps`` after ``exploration_fraction`` of
+    ``total_timesteps`` (= ``budget.frames``), so the fraction is ``eps_decay_frames / budget.frames`` (RL-Zoo's
+    0.16 for 8000 / 50000). SB3 updates ε after every env step; lrl reads it once per collection step (dqn/cartpole:
+    constant over each 256-frame chunk, at most 0.03 above SB3's value).
+
+    Target network: lrl counts ``target_update_every`` in gradient updates, SB3 ``target_update_interval`` in env
+    frames, copying during collection (the online network does not change there). A hard copy after every
+    ``updates_per_step`` updates (the end of each update phase, lrl) is therefore the same network as SB3's copy
+    during the next collection phase for any interval of at most ``frames_per_step`` frames (RL-Zoo's 10 included);
+    the mapping passes ``frames_per_step`` (one copy per phase). Other counts depend on how the warm-up aligns
+    with the two counters and are refused, as is Polyak averaging unless there is one update per env step."""
+    algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
+    out = _replay(recipe, data)
+    n, fps, ups = recipe["env"]["num_envs"], recipe["data"]["frames_per_step"], recipe["data"]["updates_per_step"]
+    algo.expect("target", "max", why="SB3's DQN has no Double DQN / Double Q-learning target")
+    algo.expect("loss", "huber", why="SB3's DQN uses the Huber loss (smooth_l1_loss)")
+    algo.expect("eps_schedule", "linear", why="SB3's exploration schedule is linear")
+    kind = algo.expect("target_update", "hard", "polyak", why="SB3's DQN always has a target network")
+    if kind == "hard":
+        algo.ignore("tau")  # only read by Polyak updates
+        every = algo.take("target_update_every")
+        if every != ups:
+            raise MappingError(f"algo.target_update_every={every} cannot be compared (SB3 copies the target during "
+                               f"collection, so only a copy after every update phase maps exactly); use {ups} "
+                               "(= data.updates_per_step)")
+        out.update(tau=1.0, target_update_interval=fps)
+    else:
+        algo.ignore("target_update_every")  # only read by hard updates
+        if fps != n or ups != 1:
+            raise MappingError("algo.target_update=polyak is compared only with one update per env step "
+                               "(data.frames_per_step = env.num_envs, data.updates_per_step = 1): SB3 averages "
+                               "during collection, lrl after each update")
+        out.update(tau=algo.take("tau"), target_update_interval=n)
+    decay = algo.take("eps_decay_frames")
+    if decay <= 0:
+        raise MappingError(f"algo.eps_decay_frames={decay} cannot be compared (SB3's schedule needs a positive "
+                           "exploration_fraction); use a positive number of frames")
+    out.update({
+        "learning_rate": algo.take("lr"), "gamma": algo.take("gamma"),
+        "exploration_initial_eps": algo.take("eps_start"), "exploration_final_eps": algo.take("eps_end"),
+        "exploration_fraction": decay / recipe["budget"]["frames"],
+        "max_grad_norm": _grad_norm(algo.take("max_grad_norm")),
+        # SB3's QNetwork and lrl's Q MLP both keep PyTorch's default initialisation
+        "policy_kwargs": {"net_arch": _hidden(algo, [64, 64]), "activation_fn": _activation(algo),
+                          **_optimizer_kwargs(algo)},
+    })
+    algo.ignore("compile")
+    algo.done()
+    data.done()
+    return out
+
+
+def sac_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """SB3 SAC. Not expressible, so listed here: SB3 steps α, then the critics, then the actor, evaluating the
+    actor's loss with the critics *after* their step; lrl sums the three losses and takes one Adam step (the
+    actor sees the critics before the step, as Alg. 11.1; docs/sac.md). α is read before its update in both."""
+    algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
+    out = _replay(recipe, data)
+    lr = algo.take("lr")
+    for key in ("actor_lr", "critic_lr", "alpha_lr"):
+        _same_or_none(algo, key, lr, why="SB3's SAC has one learning rate for actor, critics and α")
+    # SB3 tests ``gradient_step % target_update_interval`` with the step index *within* one train() call, so
+    # only an update after every gradient step means the same in both
+    algo.expect("target_update_every", 1, why="SB3 counts target_update_interval within each train() call")
+    algo.expect("log_std_min", -20.0, why="SB3's SAC clamps log σ to [-20, 2] (LOG_STD_MIN)")
+    algo.expect("log_std_max", 2.0, why="SB3's SAC clamps log σ to [-20, 2] (LOG_STD_MAX)")
+    alpha = algo.take("alpha")
+    target_entropy = algo.take("target_entropy")
+    hidden = _hidden(algo, [256, 256])
+    critic_hidden = algo.take("critic_hidden")
+    out.update({
+        "learning_rate": lr, "gamma": algo.take("gamma"), "tau": algo.take("tau"), "target_update_interval": 1,
+        "ent_coef": f"auto_{alpha:g}" if algo.take("autotune_alpha") else float(alpha),
+        "target_entropy": "auto" if target_entropy is None else float(target_entropy),
+        "policy_kwargs": {"net_arch": {"pi": hidden, "qf": hidden if critic_hidden is None else list(critic_hidden)},
+                          "activation_fn": _activation(algo), "n_critics": algo.take("n_critics"),
+                          **_optimizer_kwargs(algo)},
+    })
+    algo.ignore("compile")
+    algo.done()
+    data.done()
+    return out
+
+
+@dataclass(frozen=True)
+class ActionNoise:
+    """An SB3 action noise, built by the SB3 worker once the env's action dimension is known (so the mapping needs
+    neither SB3 nor an env). SB3 adds it in the [-1, 1]-scaled action space, lrl scales it by the half-range:
+    the same σ. OU: lrl's unit process times σ is SB3's process with that σ (same θ, dt, reset at episode ends)."""
+
+    kind: str  # "normal" | "ou"
+    sigma: float
+    theta: float = 0.15
+    dt: float = 1e-2
+
+    def build(self, n_actions: int) -> Any:
+        import numpy as np
+        from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+        mean, sigma = np.zeros(n_actions), self.sigma * np.ones(n_actions)
+        if self.kind == "ou":
+            return OrnsteinUhlenbeckActionNoise(mean, sigma, theta=self.theta, dt=self.dt)
+        return NormalActionNoise(mean, sigma)
+
+
+def _deterministic_ac(recipe: dict[str, Any], algo: _Section, data: _Section) -> dict[str, Any]:
+    """What DDPG and TD3 share. Not expressible, so listed here: SB3 adds the action noise to the uniformly random
+    warm-up actions too (then clips to the bounds); lrl's warm-up actions are uniform."""
+    out = _replay(recipe, data)
+    lr, tau = algo.take("lr"), algo.take("tau")
+    _same_or_none(algo, "actor_lr", lr, why="SB3 has one learning rate for actor and critics")
+    _same_or_none(algo, "actor_tau", tau, why="SB3 has one Polyak weight for actor and critic targets")
+    algo.expect("loss", "mse", why="SB3's critics regress with the squared error")
+    algo.expect("max_grad_norm", None, why="SB3's DDPG/TD3 do not clip gradients")
+    std = algo.take("exploration_std")
+    final, decay = algo.take("exploration_std_final"), algo.take("exploration_decay_frames")
+    if final is not None and decay > 0 and final != std:
+        raise MappingError(f"algo.exploration_std_final={final!r} cannot be compared (SB3's action noise has a "
+                           "fixed σ); use None")
+    if algo.expect("exploration", "gaussian", "ou") == "ou":
+        noise = ActionNoise("ou", std, algo.take("ou_theta"), algo.take("ou_dt"))
+    else:
+        algo.ignore("ou_theta", "ou_dt")  # only read by the OU process
+        noise = ActionNoise("normal", std)
+    hidden = _hidden(algo, [400, 300])
+    critic_hidden = algo.take("critic_hidden")
+    out.update({
+        "learning_rate": lr, "gamma": algo.take("gamma"), "tau": tau, "action_noise": noise,
+        # SB3's actor (create_mlp + Tanh) and critics keep PyTorch's default initialisation, as lrl's
+        "policy_kwargs": {"net_arch": {"pi": hidden, "qf": hidden if critic_hidden is None else list(critic_hidden)},
+                          "activation_fn": _activation(algo), **_optimizer_kwargs(algo)},
+    })
+    algo.ignore("compile")
+    return out
+
+
+def td3_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """SB3 TD3: both count policy_delay over all critic updates from 1; smoothing noise in the scaled space."""
+    algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
+    out = _deterministic_ac(recipe, algo, data)
+    out["policy_kwargs"]["n_critics"] = algo.take("n_critics")
+    out.update(policy_delay=algo.take("policy_delay"), target_policy_noise=algo.take("target_policy_noise"),
+               target_noise_clip=algo.take("target_noise_clip"))
+    algo.done()
+    data.done()
+    return out
+
+
+def ddpg_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """SB3 DDPG (TD3 with one critic, no delay, no target smoothing: lrl's DDPG has none of them either)."""
+    algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
+    out = _deterministic_ac(recipe, algo, data)
+    algo.done()
+    data.done()
+    return out
+
+
 @dataclass(frozen=True)
 class Pair:
     recipe: str  # lrl recipe name (recipes/<algo>/<env>.yaml)
@@ -227,6 +445,10 @@ PAIRS: dict[str, Pair] = {p.recipe: p for p in (
     Pair("ppo/cartpole", "stable_baselines3:PPO", ppo_kwargs, 475.0),
     Pair("a2c/cartpole", "stable_baselines3:A2C", a2c_kwargs, 475.0),
     Pair("trpo/cartpole", "sb3_contrib:TRPO", trpo_kwargs, 475.0),
+    Pair("dqn/cartpole", "stable_baselines3:DQN", dqn_kwargs, 475.0),
+    Pair("sac/pendulum", "stable_baselines3:SAC", sac_kwargs, -200.0),
+    Pair("td3/pendulum", "stable_baselines3:TD3", td3_kwargs, -200.0),
+    Pair("ddpg/pendulum", "stable_baselines3:DDPG", ddpg_kwargs, -200.0),
 )}
 
 
@@ -337,6 +559,8 @@ def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     torch.set_num_threads(_torch_threads())
     t0 = time.perf_counter()
     env = make_vec_env(**env_kwargs, seed=args.seed, vec_env_cls=DummyVecEnv)
+    n_actions = int(np.prod(env.action_space.shape or (1,)))
+    kwargs = {k: v.build(n_actions) if isinstance(v, ActionNoise) else v for k, v in kwargs.items()}
     model = cls("MlpPolicy", env, device="cpu", seed=args.seed, verbose=0, **kwargs)
     t_fit = time.perf_counter()
     model.learn(total_timesteps=args.frames)
@@ -368,6 +592,8 @@ def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
 def worker_main(args: argparse.Namespace) -> None:
     recipe = json.loads(Path(args.recipe_json).read_text())
+    # what lrl gets as budget.frames: the SB3 mapping reads it (DQN's exploration_fraction)
+    recipe["budget"]["frames"] = args.frames
     out = worker_lrl(recipe, args) if args.worker == "lrl" else worker_sb3(recipe, args)
     Path(args.result).write_text(json.dumps(out))
 
@@ -385,6 +611,15 @@ def resolve(pair: Pair) -> dict[str, Any]:
     pair.sb3_kwargs(recipe)
     _env_kwargs(recipe)
     return recipe
+
+
+def _check_frames(recipe: dict[str, Any], frames: int) -> None:
+    """A replay run shorter than its warm-up is no comparison: lrl's replay stream collects up to
+    ``learning_starts`` before its first update whatever the budget, SB3 stops at ``total_timesteps`` without one."""
+    starts = recipe["data"].get("learning_starts")
+    if starts is not None and frames <= starts:
+        raise MappingError(f"--frames {frames} is within data.learning_starts={starts} (lrl would collect "
+                           f"{starts} frames, SB3 {frames}, neither would learn); use --frames > {starts}")
 
 
 def _init_tracking(work: Path, uri: str) -> None:
@@ -502,11 +737,19 @@ def driver_main(args: argparse.Namespace) -> int:
     for name in args.pairs or list(PAIRS):
         pair = PAIRS[name]
         try:
-            selected.append((pair, resolve(pair)))
+            recipe = resolve(pair)
         except FileNotFoundError as err:
             skipped[name] = f"recipe not in this checkout ({err})"
+            continue
         except MappingError as err:
             skipped[name] = f"hyperparameters cannot be mapped to {pair.sb3_class}: {err}"
+            continue
+        try:
+            _check_frames(recipe, args.frames or recipe["budget"]["frames"])
+        except MappingError as err:
+            skipped[name] = f"cannot be compared at this budget: {err}"
+            continue
+        selected.append((pair, recipe))
     for name, why in skipped.items():
         print(f"SKIPPED {name}: {why}", flush=True)
     if "lrl" in frameworks and selected:
@@ -546,7 +789,7 @@ def driver_main(args: argparse.Namespace) -> int:
             print(f"results written to {args.json_out}")
         if not args.work_dir and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    return 1 if any("cannot be mapped" in why for why in skipped.values()) else 0
+    return 1 if any("cannot be" in why for why in skipped.values()) else 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -140,7 +140,8 @@ def _policy_kwargs(algo: _Section, optimizer: tuple[str, dict[str, Any]]) -> dic
 
     activations = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
     hidden = algo.take("hidden") or []
-    algo.expect("shared", False, why="SB3 >= 1.8 has no shared MLP layers between actor and critic")
+    if "shared" in algo.values:  # TRPO/NPG always have separate actor and critic, without the switch
+        algo.expect("shared", False, why="SB3 >= 1.8 has no shared MLP layers between actor and critic")
     name, opt_kwargs = optimizer
     return {"net_arch": {"pi": list(hidden), "vf": list(hidden)}, "activation_fn": activations[algo.take("activation")],
             "ortho_init": algo.take("ortho_init"), "log_std_init": algo.take("log_std_init"),
@@ -201,19 +202,27 @@ def a2c_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def trpo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
-    """sb3_contrib TRPO. lrl's ``trpo`` is written on another branch: the argument names below are the expected
-    ones; if they differ, the strict mapping stops with the key to rename here."""
+    """sb3_contrib TRPO: Hessian-of-KL Fisher products on every state, CG from x0 = 0, backtracking line search.
+
+    lrl tries b^j·Δ for j = 0 … ``max_backtracks`` (seed 004 Alg. 7.1: U + 1 candidates); sb3_contrib tries
+    ``line_search_max_iter`` candidates, so the latter is ``max_backtracks + 1``. ``critic_epochs`` passes of
+    ``critic_minibatch_size`` minibatches are sb3_contrib's ``n_critic_updates`` and ``batch_size``."""
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
     data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
     data.expect("minibatch_size", None, why="TRPO's policy step uses the whole rollout")
     data.expect("epochs", 1, why="TRPO takes one policy step per rollout")
+    algo.expect("line_search", None, True, why="sb3_contrib's TRPO always line-searches (no NPG mode)")
+    algo.expect("step_size", None, why="sb3_contrib's step is always sqrt(2δ / xᵀFx)")
+    algo.expect("fvp_fraction", 1.0, why="sb3_contrib's sub_sampling_factor subsamples the whole step, not the FVP")
+    algo.expect("fvp_method", "hessian", why="sb3_contrib multiplies by the Hessian of the KL (double backprop)")
+    algo.expect("cg_residual_tol", 1e-10, why="sb3_contrib's conjugate-gradient tolerance is fixed at 1e-10")
     out = {
         **_on_policy_common(recipe, algo),
-        "target_kl": algo.take("max_kl"), "cg_max_steps": algo.take("cg_iters"),
-        "cg_damping": algo.take("cg_damping"), "line_search_shrinking_factor": algo.take("backtrack_coef"),
-        "line_search_max_iter": algo.take("max_backtracks"), "learning_rate": algo.take("critic_lr"),
-        "n_critic_updates": algo.take("critic_updates"), "batch_size": algo.take("critic_minibatch_size"),
+        "target_kl": algo.take("max_kl"), "cg_max_steps": algo.take("cg_iterations"),
+        "cg_damping": algo.take("damping"), "line_search_shrinking_factor": algo.take("backtrack_coef"),
+        "line_search_max_iter": algo.take("max_backtracks") + 1, "learning_rate": algo.take("critic_lr"),
+        "n_critic_updates": algo.take("critic_epochs"), "batch_size": algo.take("critic_minibatch_size"),
         "policy_kwargs": _policy_kwargs(algo, ("Adam", {"eps": algo.take("adam_eps")})),
     }
     algo.ignore("compile")

@@ -186,3 +186,21 @@ def test_a_replay_budget_within_the_warm_up_is_refused(bench: ModuleType) -> Non
         bench._check_frames(recipe, 2000)
     bench._check_frames(recipe, 10_001)
     bench._check_frames(_recipe("ppo/cartpole"), 100)  # on-policy recipes have no warm-up
+
+
+def test_trpo_cartpole_maps_to_rl_zoo_trpo(bench: ModuleType) -> None:
+    kw = bench.trpo_kwargs(_recipe("trpo/cartpole"))
+    policy = kw.pop("policy_kwargs")
+    assert kw == {"n_steps": 512, "gamma": 0.99, "gae_lambda": 0.98, "normalize_advantage": True, "target_kl": 0.01,
+                  "cg_max_steps": 15, "cg_damping": 1e-3, "line_search_shrinking_factor": 0.8,
+                  "line_search_max_iter": 10, "learning_rate": 1e-3, "n_critic_updates": 20, "batch_size": 512}
+    assert policy["net_arch"] == {"pi": [64, 64], "vf": [64, 64]} and policy["activation_fn"] is nn.Tanh
+
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("algo.line_search=false", "line_search"), ("algo.fvp_fraction=0.1", "fvp_fraction"),
+    ("algo.fvp_method=jmj", "fvp_method"), ("algo.step_size=0.1", "step_size"),
+])
+def test_trpo_settings_sb3_contrib_cannot_express_are_refused(bench: ModuleType, override: str, match: str) -> None:
+    with pytest.raises(bench.MappingError, match=match):
+        bench.trpo_kwargs(_recipe("trpo/cartpole", override))

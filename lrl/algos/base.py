@@ -62,6 +62,19 @@ class RLModule(L.LightningModule):
     def on_train_end(self) -> None:
         self.flush_metrics(force=True)  # the last frames get their metrics too
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+            self.flush_metrics()  # once per rollout / collection step, not per minibatch
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        """Global grad-norm clipping by the algorithm's ``max_grad_norm`` when it has one (Lightning's
+        automatic optimisation calls this; bf16 unscaling is handled there); otherwise Lightning's own."""
+        if not hasattr(self.hp, "max_grad_norm"):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif self.hp.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm, gradient_clip_algorithm="norm")
+
     def flush_metrics(self, force: bool = False) -> dict[str, float] | None:
         """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
         now = time.perf_counter()

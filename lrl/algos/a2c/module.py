@@ -141,16 +141,6 @@ class A2C(RLModule):
             group["lr"] = base * scale
         self.record(**{"stats/lr": self.hp.lr * scale})
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
-                                    gradient_clip_algorithm: Any = None) -> None:
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
-                                gradient_clip_algorithm="norm")
-
     # --- optimiser: actor (η) and critic (ω) parameter groups ---------------------------------------------------
     def _param_groups(self) -> list[list[nn.Parameter]]:
         net = self.net

@@ -132,10 +132,6 @@ class DDPG(RLModule):
         self.record(**{"loss/critic": out["loss"], "loss/actor": pi_loss, "stats/q_mean": out["q"],
                        "stats/target_mean": out["y"]})
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hp
         return adam_pair(self, self.ac.actor, self.ac.critic, hp.actor_lr if hp.actor_lr is not None else hp.lr,

@@ -201,10 +201,6 @@ class OffPolicyPG(RLModule):
             self.behaviour.load_state_dict(self.policy.state_dict())  # β ← θ (identical on every rank)
         return None
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         nets = [self.policy] + ([self.value] if self.value is not None else [])
         lrs = [self.hp.lr, self.hp.value_lr]

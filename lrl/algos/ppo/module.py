@@ -142,16 +142,6 @@ class PPO(RLModule):
                        "stats/clip_fraction": out["clip_fraction"]})
         return out["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
-                                    gradient_clip_algorithm: Any = None) -> None:
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
-                                gradient_clip_algorithm="norm")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it with clipping
         fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)

@@ -168,16 +168,6 @@ class PPOKL(RLModule):
         self.kl_coef.fill_(coef)
         self.record(**{"stats/kl": kl, "stats/kl_coef": coef})
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
-                                    gradient_clip_algorithm: Any = None) -> None:
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
-                                gradient_clip_algorithm="norm")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
         return torch.optim.Adam(self.net.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)

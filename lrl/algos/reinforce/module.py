@@ -201,10 +201,6 @@ class Reinforce(RLModule):
         if self.hp.max_grad_norm is not None:
             self.clip_gradients(opt, gradient_clip_val=self.hp.max_grad_norm, gradient_clip_algorithm="norm")
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         nets = [self.policy] + ([self.value] if self.value is not None else [])
         lrs = [self.hp.lr, self.hp.value_lr]

@@ -174,10 +174,6 @@ class SAC(RLModule):
         if (self.trainer.global_step + 1) % self.hp.target_update_every == 0:  # steps counted after this one
             polyak_update_(self.critic_target, self.critic, self.hp.tau)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hp
         parts = [(hp.actor_lr, list(self.actor.parameters())), (hp.critic_lr, list(self.critic.parameters()))]

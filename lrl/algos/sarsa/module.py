@@ -169,16 +169,6 @@ class SARSA(RLModule):
         elif (self.trainer.global_step + 1) % hp.target_update_every == 0:  # counted after this step
             hard_update_(self.q_target, self.q)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
-                                    gradient_clip_algorithm: Any = None) -> None:
-        if self.hp.max_grad_norm is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm,
-                                gradient_clip_algorithm="norm")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
         fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)

@@ -139,10 +139,6 @@ class TD3(RLModule):
             self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
             self.record(**{"loss/actor": pi_loss})
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = self._gen.get_state() if self._gen is not None else self._gen_state
         checkpoint["td3"] = {"updates": self.updates, "generator": state}

@@ -225,10 +225,6 @@ class TRPO(RLModule):
         if log_std is not None:
             self.record(**{"stats/std": log_std.detach().exp().mean()})
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
-            self.flush_metrics()
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
         return torch.optim.Adam(self.critic_parameters(), lr=self.hp.critic_lr, eps=self.hp.adam_eps, fused=fused)

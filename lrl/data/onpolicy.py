@@ -18,12 +18,10 @@ rank's real (unpadded) steps.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 import torch.distributed as dist
 from tensordict import TensorDict
@@ -31,6 +29,7 @@ from tensordict import TensorDict
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import EnvSpec, make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
+from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
 
@@ -204,8 +203,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             "perm_gen": self._perm_gen.get_state(),
             "rollouts": self.rollouts,
             "frames": self._frames,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()},
+            "rng": rng_state(trainer_device(self)),
         }
 
     def _load_rank_state(self, state: dict[str, Any]) -> None:
@@ -214,9 +212,7 @@ class OnPolicyDataModule(L.LightningDataModule):
         self._perm_gen.set_state(state["perm_gen"])
         self.rollouts = state["rollouts"]
         self._frames = state.get("frames", 0)
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_rng_state(state["rng"], trainer_device(self))
 
     def state_dict(self) -> dict[str, Any]:
         mine = self._rank_state()

@@ -22,13 +22,11 @@ run loads back, write cursor included.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from tensordict import TensorDict
 from torch import nn
@@ -38,6 +36,7 @@ from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import EnvSpec, make_vec_env
 from lrl.data.normalize import ObsNormalizer
 from lrl.data.onpolicy import Batch, _gather, distributed
+from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe.schema import EnvConfig
 
@@ -152,7 +151,9 @@ class ReplayDataModule(L.LightningDataModule):
             storage: Any = LazyMemmapStorage(capacity, scratch_dir=scratch, device=where)
         else:
             storage = LazyTensorStorage(capacity, device=where)
-        return ReplayBuffer(storage=storage, sampler=RandomSampler(), generator=self._sample_gen)
+        sampler = HostRandomSampler()
+        sampler.generator = self._sample_gen
+        return ReplayBuffer(storage=storage, sampler=sampler)
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
@@ -217,7 +218,7 @@ class ReplayDataModule(L.LightningDataModule):
             "sample_gen": self._sample_gen.get_state(),
             "steps": self.steps,
             "buffer_len": len(self.buffer) if self.buffer is not None else 0,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "rng": rng_state(trainer_device(self)),
         }
 
     def _load_rank_state(self, state: dict[str, Any]) -> None:
@@ -225,9 +226,7 @@ class ReplayDataModule(L.LightningDataModule):
             self.collector.load_state_dict(state["collector"])
         self._sample_gen.set_state(state["sample_gen"])
         self.steps = state["steps"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_rng_state(state["rng"], trainer_device(self))
         if state["buffer_len"]:
             self._load_sidecar(state["buffer_stem"], state["buffer_len"])
 
@@ -283,6 +282,23 @@ class ReplayDataModule(L.LightningDataModule):
         self.buffer.extend(TensorDict.from_dict(payload["data"], batch_size=[payload["len"]]).to(device))
         writer: Any = self.buffer._writer  # type: ignore[attr-defined]
         writer._cursor, writer._write_count = payload["cursor"], payload["write_count"]
+
+
+class HostRandomSampler(RandomSampler):
+    """Uniform indices drawn on the CPU with the DataModule's generator, then moved to the storage's device.
+
+    TorchRL's ``RandomSampler`` draws on the storage's device with the buffer's generator, which fails for a buffer
+    in GPU memory with a CPU generator and would make the checkpointed RNG state device-specific. Drawing on the
+    host keeps one generator whose state resumes on any device, and the same minibatches on CPU and GPU.
+    """
+
+    generator: torch.Generator
+
+    def sample(self, storage: Any, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        if len(storage) == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        index = torch.randint(len(storage), (batch_size,), generator=self.generator)
+        return index.to(getattr(storage, "device", None) or "cpu", non_blocking=True), {}
 
 
 class ReplayStream:

@@ -105,6 +105,8 @@ class OrnsteinUhlenbeckNoise:
     def sample(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.x is None or self.x.shape != like.shape:
             self.x = torch.zeros(like.shape, device=like.device, dtype=torch.float32)
+        elif self.x.device != like.device:  # restored from a checkpoint, which is read onto the CPU
+            self.x = self.x.to(like.device)
         eps = torch.randn(like.shape, generator=generator, device=like.device, dtype=torch.float32)
         self.x = self.x - self.theta * self.x * self.dt + math.sqrt(self.dt) * eps
         return self.x
@@ -161,6 +163,16 @@ class NoisyDeterministicPolicy(nn.Module):
 
     def load_exploration_state(self, state: dict[str, torch.Tensor | None]) -> None:
         self.noise.load_state_dict(state)
+
+
+@torch.no_grad()
+def act_with(actor: DeterministicActor, obs: torch.Tensor, deterministic: bool,
+             std: Callable[[], float]) -> torch.Tensor:
+    """``RLModule.act`` of the deterministic actor-critics: μ(s), or μ(s) plus fresh Gaussian noise of scale
+    ``std()`` (a behaviour policy without the collector's noise state)."""
+    if deterministic:
+        return actor(obs)
+    return NoisyDeterministicPolicy(actor, GaussianNoise(), std)(obs, torch.Generator(obs.device))["action"]
 
 
 class DeterministicActorCritic(nn.Module):

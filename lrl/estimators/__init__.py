@@ -1,6 +1,6 @@
 """Return and advantage estimators shared by all algorithms (pure functions on tensors)."""
 
-from lrl.estimators.advantages import discounted_returns, gae, td_error
+from lrl.estimators.advantages import annotate_gae, discounted_returns, explained_variance, gae, td_error
 from lrl.estimators.baselines import average_baseline, optimal_baseline, trajectory_scores
 from lrl.estimators.importance import (
     clip_log_weights,
@@ -20,8 +20,8 @@ from lrl.estimators.returns import (
 from lrl.estimators.targets import td_target
 
 __all__ = [
-    "average_baseline", "clip_log_weights", "discounted_returns", "effective_sample_size", "episode_cumsum",
-    "episode_index", "episode_return", "episode_starts", "episode_sum", "episode_timestep", "gae",
-    "importance_weights", "log_importance_weights", "optimal_baseline", "reward_to_go", "td_error",
-    "td_target", "trajectory_scores",
+    "annotate_gae", "average_baseline", "clip_log_weights", "discounted_returns", "effective_sample_size",
+    "episode_cumsum", "episode_index", "episode_return", "episode_starts", "episode_sum", "episode_timestep",
+    "explained_variance", "gae", "importance_weights", "log_importance_weights", "optimal_baseline", "reward_to_go",
+    "td_error", "td_target", "trajectory_scores",
 ]

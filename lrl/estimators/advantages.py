@@ -10,6 +10,9 @@ Conventions (seed 004 §3.4, ch. 5; SEED-NOTES §1.4):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 
@@ -52,3 +55,22 @@ def discounted_returns(reward: torch.Tensor, done: torch.Tensor, gamma: float,
         running = reward[..., t].float() + gamma * torch.where(cut[..., t], boot[..., t], running)
         out[..., t] = running
     return out
+
+
+def explained_variance(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − Var[target − prediction] / Var[target]: 1 for a perfect value function, ≤ 0 for a useless one."""
+    return 1 - (target - prediction).var() / target.var().clamp_min(1e-8)
+
+
+def annotate_gae(td: Any, value_fn: Callable[[torch.Tensor], torch.Tensor], gamma: float,
+                 lam: float) -> torch.Tensor:
+    """Write ``value``, ``advantage`` (GAE(γ, λ)) and ``value_target`` (= advantage + value) into an on-policy
+    rollout TensorDict (``next`` holding reward, terminated, done and the true next observation); returns the
+    value function's explained variance on it."""
+    value, next_value = value_fn(td["observation"]), value_fn(td["next", "observation"])
+    adv = gae(td["next", "reward"].squeeze(-1), value, next_value, td["next", "terminated"].squeeze(-1),
+              td["next", "done"].squeeze(-1), gamma, lam)
+    td.set("value", value)
+    td.set("advantage", adv)
+    td.set("value_target", adv + value)
+    return explained_variance(value, adv + value)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torchrl.objectives.value.functional import generalized_advantage_estimate
 
-from lrl.estimators import discounted_returns, gae, td_error
+from tensordict import TensorDict
+
+from lrl.estimators import annotate_gae, discounted_returns, explained_variance, gae, td_error
 
 
 def _rollout(n: int = 3, t: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -101,3 +103,32 @@ def test_discounted_returns_matches_loop() -> None:
                     break
                 w *= 0.9
             assert abs(out[i, t].item() - total) < 1e-5
+
+
+def test_annotate_gae_writes_values_advantages_and_targets() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, t = 2, 6  # envs × time, time last (the collectors' layout)
+    done = torch.zeros(n, t, 1, dtype=torch.bool)
+    done[0, 2] = True
+    td = TensorDict({"observation": torch.randn(n, t, 3, generator=g),
+                     "next": {"observation": torch.randn(n, t, 3, generator=g),
+                              "reward": torch.randn(n, t, 1, generator=g), "terminated": done.clone(),
+                              "done": done.clone()}}, batch_size=[n, t])
+    w = torch.randn(3, generator=g)
+
+    def value_fn(obs: torch.Tensor) -> torch.Tensor:
+        return obs @ w
+
+    ev = annotate_gae(td, value_fn, 0.9, 0.8)
+    v, nv = value_fn(td["observation"]), value_fn(td["next", "observation"])
+    adv = gae(td["next", "reward"].squeeze(-1), v, nv, done.squeeze(-1), done.squeeze(-1), 0.9, 0.8)
+    torch.testing.assert_close(td["value"], v)
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], adv + v)
+    torch.testing.assert_close(ev, 1 - adv.var() / (adv + v).var())
+
+
+def test_explained_variance_extremes() -> None:
+    target = torch.tensor([1.0, 2.0, 4.0])
+    assert explained_variance(target, target) == 1.0
+    assert explained_variance(torch.full_like(target, target.mean()), target) == 0.0

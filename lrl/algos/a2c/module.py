@@ -35,7 +35,7 @@ from lrl.algos.base import RLModule
 from lrl.algos.ppo.module import _Explore
 from lrl.data.env import EnvSpec
 from lrl.errors import RecipeError
-from lrl.estimators import gae
+from lrl.estimators import explained_variance, gae
 from lrl.networks import ActorCritic
 
 
@@ -108,7 +108,7 @@ class A2C(RLModule):
         target = critic_adv + value
         td.set("advantage", adv)
         td.set("value_target", target)
-        self.record(**{"stats/explained_variance": 1 - (target - value).var() / target.var().clamp_min(1e-8),
+        self.record(**{"stats/explained_variance": explained_variance(value, target),
                        "stats/value_mean": value.mean(), "stats/advantage_std": adv.std()})
         return td
 

@@ -24,7 +24,13 @@ from torch import nn
 from lrl.algos.base import RLModule
 from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
 from lrl.data.env import EnvSpec
-from lrl.networks.deterministic import DeterministicActorCritic, NoisyDeterministicPolicy, make_noise, noise_std
+from lrl.networks.deterministic import (
+    DeterministicActorCritic,
+    NoisyDeterministicPolicy,
+    act_with,
+    make_noise,
+    noise_std,
+)
 
 
 def adam_pair(module: RLModule, actor: nn.Module, critic: nn.Module, actor_lr: float,
@@ -94,12 +100,8 @@ class DDPG(RLModule):
     def collection_policy(self) -> nn.Module:
         return NoisyDeterministicPolicy(self.ac.actor, self._noise, self.exploration_std)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.ac.actor(obs)
-        return NoisyDeterministicPolicy(self.ac.actor, make_noise("gaussian"), self.exploration_std)(
-            obs, torch.Generator(obs.device))["action"]
+        return act_with(self.ac.actor, obs, deterministic, self.exploration_std)
 
     # --- update ------------------------------------------------------------------------------------------------
     def _compute_critic_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,

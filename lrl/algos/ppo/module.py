@@ -27,7 +27,7 @@ from torch import nn
 from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
 from lrl.data.env import EnvSpec
-from lrl.estimators import gae
+from lrl.estimators import annotate_gae
 from lrl.networks import ActorCritic
 
 
@@ -89,15 +89,8 @@ class PPO(RLModule):
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
-        value = self.net.value(td["observation"])
-        next_value = self.net.value(td["next", "observation"])
-        adv = gae(td["next", "reward"].squeeze(-1), value, next_value, td["next", "terminated"].squeeze(-1),
-                  td["next", "done"].squeeze(-1), self.hp.gamma, self.hp.gae_lambda)
-        td.set("value", value)
-        td.set("advantage", adv)
-        target = adv + value
-        td.set("value_target", target)
-        self.record(**{"stats/explained_variance": 1 - (target - value).var() / target.var().clamp_min(1e-8)})
+        explained = annotate_gae(td, self.net.value, self.hp.gamma, self.hp.gae_lambda)
+        self.record(**{"stats/explained_variance": explained})
         return td
 
     # --- update ------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from lrl.algos.ppo.module import _Explore
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
 from lrl.data.env import EnvSpec
 from lrl.errors import RecipeError
-from lrl.estimators import gae
+from lrl.estimators import annotate_gae
 from lrl.estimators.fisher import all_reduce_mean
 from lrl.networks import ActorCritic
 from lrl.networks.heads import Params
@@ -94,17 +94,11 @@ class PPOKL(RLModule):
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
-        value = self.net.value(td["observation"])
-        next_value = self.net.value(td["next", "observation"])
-        adv = gae(td["next", "reward"].squeeze(-1), value, next_value, td["next", "terminated"].squeeze(-1),
-                  td["next", "done"].squeeze(-1), self.hp.gamma, self.hp.gae_lambda)
-        td.set("advantage", adv)
-        target = adv + value
-        td.set("value_target", target)
+        explained = annotate_gae(td, self.net.value, self.hp.gamma, self.hp.gae_lambda)
         for i, p in enumerate(self.net.policy_params(td["observation"])):  # π_θk, fixed for the whole update
             td.set(("old_dist", str(i)), p.clone())  # a copy: the Gaussian's log-std is a view of θ
         self._rollout = td
-        self.record(**{"stats/explained_variance": 1 - (target - value).var() / target.var().clamp_min(1e-8)})
+        self.record(**{"stats/explained_variance": explained})
         return td
 
     # --- update ------------------------------------------------------------------------------------------------

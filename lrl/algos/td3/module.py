@@ -27,7 +27,13 @@ from lrl.algos.base import RLModule
 from lrl.algos.ddpg.module import adam_pair, manual_step
 from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
 from lrl.data.env import EnvSpec
-from lrl.networks.deterministic import DeterministicActorCritic, NoisyDeterministicPolicy, make_noise, noise_std
+from lrl.networks.deterministic import (
+    DeterministicActorCritic,
+    NoisyDeterministicPolicy,
+    act_with,
+    make_noise,
+    noise_std,
+)
 
 
 class TD3(RLModule):
@@ -85,12 +91,8 @@ class TD3(RLModule):
     def collection_policy(self) -> nn.Module:
         return NoisyDeterministicPolicy(self.ac.actor, self._noise, self.exploration_std)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.ac.actor(obs)
-        return NoisyDeterministicPolicy(self.ac.actor, make_noise("gaussian"), self.exploration_std)(
-            obs, torch.Generator(obs.device))["action"]
+        return act_with(self.ac.actor, obs, deterministic, self.exploration_std)
 
     # --- update ------------------------------------------------------------------------------------------------
     def generator(self) -> torch.Generator:

@@ -29,9 +29,13 @@ Protocol
   final ``last.ckpt`` and logs training metrics to MLflow, which counts against it).
 * Every training run is a fresh subprocess of this script (``--worker lrl|sb3``), so imports, thread settings and
   allocator state do not leak between runs. Seeds are interleaved and the order alternates (seed 0: lrl then
-  SB3, seed 1: SB3 then lrl, ...), so slow drifts of a noisy machine hit both frameworks alike.
+  SB3, seed 1: SB3 then lrl, ...), so slow drifts of a noisy machine hit both frameworks alike. On a many-core
+  machine ``--jobs N`` runs N of them at once in that order (each with one torch thread and, for lrl, one MLflow
+  store per seed); keep N below the number of cores, so every run has a core of its own.
 * Both use ``torch.set_num_threads(min(2, os.cpu_count()))``: lrl does this itself (``lrl.launch._threads``, or
   ``LRL_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set), the SB3 worker does the same before building anything.
+* ``--device cuda`` trains both on the GPU (lrl ``trainer.accelerator=gpu``, replay buffer on the GPU; SB3
+  ``device="cuda"``, its buffer in host memory as always); evaluation stays the same.
 * ``train_s`` is wall-clock from just before env/model construction to the end of learning. Heavy imports happen
   before the clock starts in both workers (SB3: ``stable_baselines3`` / ``sb3_contrib``; lrl: lightning, torchrl,
   mlflow and the lrl modules that ``lrl.launch.run`` imports lazily). For lrl the clock starts when
@@ -56,6 +60,8 @@ Usage::
     python benchmarks/vs_sb3.py ppo/cartpole --seeds 1 --frames 20000   # quick smoke
     python benchmarks/vs_sb3.py ppo/cartpole --only lrl --precision bf16-mixed --seeds 2
     python benchmarks/vs_sb3.py --json-out results.json --work-dir /tmp/bench   # keep everything
+    python benchmarks/vs_sb3.py sac/pendulum td3/pendulum --seeds 3 --jobs 6      # 16-core machine, 6 at once
+    python benchmarks/vs_sb3.py sac/pendulum --seeds 2 --device cuda              # both on the GPU
     python benchmarks/vs_sb3.py --list                             # the entries and their SB3 keyword arguments
 """
 
@@ -72,6 +78,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,7 +330,7 @@ def dqn_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
         raise MappingError(f"algo.eps_decay_frames={decay} cannot be compared (SB3's schedule needs a positive "
                            "exploration_fraction); use a positive number of frames")
     out.update({
-        "learning_rate": algo.take("lr"), "gamma": algo.take("gamma"),
+        "learning_rate": _schedule(algo.take("lr"), algo.take("lr_schedule")), "gamma": algo.take("gamma"),
         "exploration_initial_eps": algo.take("eps_start"), "exploration_final_eps": algo.take("eps_end"),
         "exploration_fraction": decay / recipe["budget"]["frames"],
         "max_grad_norm": _grad_norm(algo.take("max_grad_norm")),
@@ -532,6 +539,8 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
                  "checkpoint.every_frames=0"]
     if args.precision:
         overrides.append(f"trainer.precision={args.precision}")
+    if args.device == "cuda":
+        overrides += ["trainer.accelerator=gpu", "trainer.devices=1"]
     run_dir = Path(args.run_dir)
     t_call = time.perf_counter()
     result = launch.train(args.pair, overrides, run_dir=run_dir, tracking_uri=args.tracking_uri)
@@ -570,7 +579,7 @@ def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     env = make_vec_env(**env_kwargs, seed=args.seed, vec_env_cls=DummyVecEnv)
     n_actions = int(np.prod(env.action_space.shape or (1,)))
     kwargs = {k: v.build(n_actions) if isinstance(v, ActionNoise) else v for k, v in kwargs.items()}
-    model = cls("MlpPolicy", env, device="cpu", seed=args.seed, verbose=0, **kwargs)
+    model = cls("MlpPolicy", env, device=args.device, seed=args.seed, verbose=0, **kwargs)
     t_fit = time.perf_counter()
     model.learn(total_timesteps=args.frames)
     t1 = time.perf_counter()
@@ -638,6 +647,12 @@ def _init_tracking(work: Path, uri: str) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=work, check=True, capture_output=True)
 
 
+def _seed_store(work: Path, seed: int) -> str:
+    uri = f"sqlite:///{work / f'mlflow-seed{seed}.db'}"
+    _init_tracking(work, uri)
+    return uri
+
+
 def run_one(framework: str, pair: Pair, seed: int, frames: int, recipe_json: Path, args: argparse.Namespace,
             work: Path, uri: str) -> dict[str, Any]:
     tag = f"{pair.recipe.replace('/', '-')}-{framework}-seed{seed}"
@@ -649,6 +664,8 @@ def run_one(framework: str, pair: Pair, seed: int, frames: int, recipe_json: Pat
         cmd += ["--run-dir", str(work / tag), "--tracking-uri", uri]
         if args.precision:
             cmd += ["--precision", args.precision]
+    if args.device != "cpu":
+        cmd += ["--device", args.device]
     load1 = os.getloadavg()[0]
     t0 = time.perf_counter()
     with log_file.open("w") as log:  # the worker runs in `work`, so nothing (e.g. ./mlruns) lands in the repo
@@ -737,6 +754,8 @@ def list_pairs() -> None:
 
 def driver_main(args: argparse.Namespace) -> int:
     frameworks = [args.only] if args.only else list(FRAMEWORKS)
+    if args.jobs > 1:  # inherited by every worker: one core each
+        os.environ.update(LRL_NUM_THREADS="1", OMP_NUM_THREADS="1")
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="lrl-vs-sb3-"))
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
@@ -777,12 +796,18 @@ def driver_main(args: argparse.Namespace) -> int:
             print(HEADER, flush=True)
             runs: list[dict[str, Any]] = []
             results[pair.recipe] = {"sb3_class": pair.sb3_class, "runs": runs}
-            for seed in range(args.seeds):
-                order = frameworks if seed % 2 == 0 else frameworks[::-1]
-                for framework in order:
-                    runs.append(run_one(framework, pair, seed, frames, recipe_json, args, work, uri))
+            jobs = [(framework, seed) for seed in range(args.seeds)
+                    for framework in (frameworks if seed % 2 == 0 else frameworks[::-1])]
+            # --jobs > 1: runs in parallel, one MLflow store per seed (SQLite serialises writers)
+            uris = {seed: uri if args.jobs == 1 else _seed_store(work, seed) for seed in range(args.seeds)}
+            with ThreadPoolExecutor(args.jobs) as pool:
+                futures = [pool.submit(run_one, fw, pair, seed, frames, recipe_json, args, work, uris[seed])
+                           for fw, seed in jobs]
+                for future in as_completed(futures):
+                    runs.append(future.result())
                     versions.update(runs[-1]["versions"])
                     print_row(runs[-1])
+            runs.sort(key=lambda r: (r["seed"], r["framework"]))
             results[pair.recipe]["summary"] = summarize(runs, frames, pair.bar)
     finally:
         for name, res in results.items():
@@ -811,6 +836,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-seed", type=int, default=10_000, help="episode i is seeded eval_seed + i")
     p.add_argument("--only", choices=FRAMEWORKS, help="run one framework only")
     p.add_argument("--precision", help="lrl trainer.precision, e.g. bf16-mixed (SB3 always runs fp32)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where both frameworks train (lrl: trainer.accelerator=gpu; SB3: device='cuda')")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs in parallel (default 1: one after another); for many-core machines, one thread each")
     p.add_argument("--json-out", help="write all runs and the summaries to this JSON file")
     p.add_argument("--work-dir", help="keep run directories, logs and mlflow.db here (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work dir")
@@ -827,8 +856,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [name for name in args.pairs if name not in PAIRS]
     if unknown:
         p.error(f"unknown entry {unknown[0]!r}; known: {', '.join(PAIRS)}")
-    if args.seeds < 1 or args.episodes < 1 or (args.frames is not None and args.frames < 1):
-        p.error("--seeds, --frames and --episodes must be positive")
+    if args.seeds < 1 or args.episodes < 1 or args.jobs < 1 or (args.frames is not None and args.frames < 1):
+        p.error("--seeds, --frames, --episodes and --jobs must be positive")
     return args
 
 

@@ -77,11 +77,13 @@ def test_normalisation_is_refused_until_vecnormalize_is_wired(bench: ModuleType)
 def test_dqn_cartpole_maps_to_rl_zoo_dqn(bench: ModuleType) -> None:
     kw = bench.dqn_kwargs(_recipe("dqn/cartpole"))
     policy = kw.pop("policy_kwargs")
+    lr = kw.pop("learning_rate")  # the recipe decays it linearly to 0, as SB3's schedules do
+    assert lr(1.0) == pytest.approx(2.3e-3) and lr(0.25) == pytest.approx(2.3e-3 / 4)
     # RL-Zoo's CartPole-v1 DQN; target_update_interval 256 (one copy per collection phase) makes the same target
     # networks as RL-Zoo's 10 with train_freq 256 (see dqn_kwargs)
     assert kw == {"buffer_size": 100_000, "batch_size": 64, "learning_starts": 1000, "train_freq": 256,
-                  "gradient_steps": 128, "tau": 1.0, "target_update_interval": 256, "learning_rate": 2.3e-3,
-                  "gamma": 0.99, "exploration_initial_eps": 1.0, "exploration_final_eps": 0.04,
+                  "gradient_steps": 128, "tau": 1.0, "target_update_interval": 256, "gamma": 0.99,
+                  "exploration_initial_eps": 1.0, "exploration_final_eps": 0.04,
                   "exploration_fraction": pytest.approx(0.16), "max_grad_norm": 10.0}
     assert policy["net_arch"] == [256, 256] and policy["activation_fn"] is nn.ReLU
     assert policy["optimizer_class"].__name__ == "Adam" and policy["optimizer_kwargs"] == {"eps": 1e-8}

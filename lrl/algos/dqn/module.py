@@ -43,7 +43,8 @@ class DQN(RLModule):
 
     def __init__(
         self, env_spec: EnvSpec, *,
-        lr: float = 1e-4, gamma: float = 0.99, hidden: list[int] | None = None, activation: str = "relu",
+        lr: float = 1e-4, lr_schedule: Literal["constant", "linear"] = "constant", gamma: float = 0.99,
+        hidden: list[int] | None = None, activation: str = "relu",
         target: Literal["max", "double_dqn", "double_q"] = "max", loss: Literal["huber", "mse"] = "huber",
         target_update: Literal["hard", "polyak", "none"] = "hard", target_update_every: int = 10_000,
         tau: float = 0.01, eps_start: float = 1.0, eps_end: float = 0.05, eps_decay_frames: int = 10_000,
@@ -53,6 +54,7 @@ class DQN(RLModule):
         """
         Args:
             lr, adam_eps: Adam step size and ε.
+            lr_schedule: ``constant``, or ``linear`` to 0 over ``budget.frames`` (as SB3's schedules).
             gamma: discount.
             hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (seed 004 Fig. 2.1).
             target: ``max`` (DQN), ``double_dqn`` (online net selects, target net evaluates) or ``double_q``
@@ -120,7 +122,10 @@ class DQN(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
-            self.record(**{"stats/epsilon": self.epsilon()})
+            lr = self.hp.lr * batch.progress_remaining if self.hp.lr_schedule == "linear" else self.hp.lr
+            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+                group["lr"] = lr
+            self.record(**{"stats/epsilon": self.epsilon(), "stats/lr": lr})
         td = batch.td
         which = self.trainer.global_step % 2 if self.q2 is not None else 0  # Alg. 2.5: roles swap in turn
         out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),

@@ -18,45 +18,21 @@ rank's real (unpadded) steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import lightning as L
 import torch
-import torch.distributed as dist
 from tensordict import TensorDict
 
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import EnvSpec, make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
+from lrl.data.ranked import Batch, BatchStream, RankedDataModule, distributed, gather
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
 
 
-@dataclass
-class Batch:
-    """One minibatch plus the clock: what the module needs for schedules and logging."""
-
-    td: TensorDict
-    frames: int  # global env frames collected so far (including this rollout)
-    progress_remaining: float  # 1 at the start of the budget, 0 at its end
-    rollout: int  # index of the rollout this minibatch comes from
-    first: bool  # first minibatch of its rollout
-    episodes: list[tuple[float, int]] = field(default_factory=list)  # finished since the previous rollout
-
-
-def _gather(obj: Any) -> list[Any]:
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-class OnPolicyDataModule(L.LightningDataModule):
+class OnPolicyDataModule(RankedDataModule):
     def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
                  frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10,
                  collector: Literal["lean", "torchrl"] = "lean", complete_episodes: bool = False) -> None:
@@ -78,7 +54,6 @@ class OnPolicyDataModule(L.LightningDataModule):
         self._frames = 0  # global frames, summed over ranks (complete_episodes only)
         self.collector: VecEnvCollector | None = None
         self.world_size, self.rank = 1, 0
-        self._pending_state: dict[str, Any] | None = None
         self.rollouts = 0
         self.final_frames = 0
         self._queue: list[torch.Tensor] = []
@@ -106,7 +81,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             raise RecipeError(f"data.minibatch_size={mb} must divide data.frames_per_batch={self.frames_per_batch}"
                               f" and be divisible by the number of processes ({w})")
 
-    def train_dataloader(self) -> RolloutStream:
+    def train_dataloader(self) -> BatchStream:
         trainer = self.trainer
         module: Any = trainer.lightning_module  # type: ignore[union-attr]
         self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
@@ -125,10 +100,8 @@ class OnPolicyDataModule(L.LightningDataModule):
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,
                 **({"complete_episodes": True} if self.complete_episodes else {}),
             )
-            if self._pending_state is not None:
-                self._load_rank_state(self._pending_state)
-                self._pending_state = None
-        return RolloutStream(self)
+            self._restore_pending()
+        return BatchStream(self)
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
@@ -161,14 +134,14 @@ class OnPolicyDataModule(L.LightningDataModule):
         module.frames = self.frames  # exploration schedules (e.g. SARSA's ε) act on the current clock
         before = self.collector.frames
         td = self.collector.rollout()
-        gather = _gather if distributed() else None
+        all_ranks = gather if distributed() else None
         rollout_frames = self.collector.frames - before
         if self.complete_episodes:  # ranks collect different numbers of frames: sum them
-            rollout_frames = sum(gather(rollout_frames)) if gather else rollout_frames
+            rollout_frames = sum(all_ranks(rollout_frames)) if all_ranks else rollout_frames
             self._frames += rollout_frames
         for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
             if norm is not None:
-                norm.sync(gather)
+                norm.sync(all_ranks)
         self._flat = module.process_rollout(td).reshape(-1)
         n = self._flat.shape[0]
         if self.complete_episodes and self.minibatch_size is not None:
@@ -213,35 +186,3 @@ class OnPolicyDataModule(L.LightningDataModule):
         self.rollouts = state["rollouts"]
         self._frames = state.get("frames", 0)
         set_rng_state(state["rng"], trainer_device(self))
-
-    def state_dict(self) -> dict[str, Any]:
-        mine = self._rank_state()
-        ranks = _gather(mine) if distributed() else [mine]
-        return {"world_size": len(ranks), "ranks": ranks}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        trainer = self.trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        world = trainer.world_size if trainer is not None else 1
-        if state_dict["world_size"] != world:
-            raise RecipeError(
-                f"checkpoint was written by {state_dict['world_size']} processes; resume with the same "
-                f"trainer.devices × trainer.num_nodes (got {world})"
-            )
-        self._pending_state = state_dict["ranks"][rank]
-        if self.collector is not None:
-            self._load_rank_state(self._pending_state)
-            self._pending_state = None
-
-
-class RolloutStream:
-    """The train "dataloader": an endless iterator of :class:`Batch`; frames and the budget end the run."""
-
-    def __init__(self, dm: OnPolicyDataModule) -> None:
-        self.dm = dm
-
-    def __iter__(self) -> RolloutStream:
-        return self
-
-    def __next__(self) -> Batch:
-        return self.dm.next_batch()

@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
 from tensordict import TensorDict
 from torch import nn
@@ -35,7 +34,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, Re
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import EnvSpec, make_vec_env
 from lrl.data.normalize import ObsNormalizer
-from lrl.data.onpolicy import Batch, _gather, distributed
+from lrl.data.ranked import Batch, BatchStream, RankedDataModule, distributed, gather
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe.schema import EnvConfig
@@ -72,7 +71,7 @@ def sidecar_path(dirpath: Path, stem: str, rank: int) -> Path:
     return Path(dirpath) / f"{stem}.rank{rank}.pt"
 
 
-class ReplayDataModule(L.LightningDataModule):
+class ReplayDataModule(RankedDataModule):
     def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
                  buffer_size: int = 1_000_000, batch_size: int = 256, learning_starts: int = 100,
                  frames_per_step: int = 1, updates_per_step: int = 1, random_warmup: bool = True,
@@ -101,7 +100,6 @@ class ReplayDataModule(L.LightningDataModule):
         self.steps = 0  # collection steps taken on this rank
         self.final_frames = 0
         self.resume_dir: Path | None = None  # set by the launcher when resuming: where the sidecars are
-        self._pending_state: dict[str, Any] | None = None
         self._queue: list[TensorDict] = []
         self._policy: Any = None
         self._uniform = UniformPolicy(env_spec)
@@ -122,7 +120,7 @@ class ReplayDataModule(L.LightningDataModule):
             raise RecipeError("env.normalize_reward is not supported with a replay buffer (stored rewards would be "
                               "scaled by statistics that keep changing); scale rewards in the algorithm instead")
 
-    def train_dataloader(self) -> ReplayStream:
+    def train_dataloader(self) -> BatchStream:
         trainer = self.trainer
         module: Any = trainer.lightning_module  # type: ignore[union-attr]
         self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
@@ -138,10 +136,8 @@ class ReplayDataModule(L.LightningDataModule):
                 obs_normalizer=ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )
             self.buffer = self._make_buffer(module.device)
-            if self._pending_state is not None:
-                self._load_rank_state(self._pending_state)
-                self._pending_state = None
-        return ReplayStream(self)
+            self._restore_pending()
+        return BatchStream(self)
 
     def _make_buffer(self, device: torch.device) -> ReplayBuffer:
         capacity = self.buffer_size // self.world_size
@@ -185,7 +181,7 @@ class ReplayDataModule(L.LightningDataModule):
             td = self.collector.rollout().reshape(-1)
             norm = self.collector.obs_normalizer
             if norm is not None:
-                norm.sync(_gather if distributed() else None)
+                norm.sync(gather if distributed() else None)
             self.buffer.extend(td.select(*KEYS))
             self.steps += 1
             episodes += self.collector.pop_episodes()
@@ -230,24 +226,8 @@ class ReplayDataModule(L.LightningDataModule):
         if state["buffer_len"]:
             self._load_sidecar(state["buffer_stem"], state["buffer_len"])
 
-    def state_dict(self) -> dict[str, Any]:
-        mine = self._rank_state()
-        ranks = _gather(mine) if distributed() else [mine]
-        return {"world_size": len(ranks), "ranks": ranks, "buffer_stem": self.sidecar_stem}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        trainer = self.trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        world = trainer.world_size if trainer is not None else 1
-        if state_dict["world_size"] != world:
-            raise RecipeError(
-                f"checkpoint was written by {state_dict['world_size']} processes; resume with the same "
-                f"trainer.devices × trainer.num_nodes (got {world})"
-            )
-        self._pending_state = {**state_dict["ranks"][rank], "buffer_stem": state_dict["buffer_stem"]}
-        if self.collector is not None:
-            self._load_rank_state(self._pending_state)
-            self._pending_state = None
+    def _shared_state(self) -> dict[str, Any]:
+        return {"buffer_stem": self.sidecar_stem}
 
     # --- the buffer sidecar (one file per rank, next to the checkpoint) -----------------------------------
     def write_sidecar(self, dirpath: Path) -> Path | None:
@@ -299,16 +279,3 @@ class HostRandomSampler(RandomSampler):
             raise RuntimeError("cannot sample from an empty replay buffer")
         index = torch.randint(len(storage), (batch_size,), generator=self.generator)
         return index.to(getattr(storage, "device", None) or "cpu", non_blocking=True), {}
-
-
-class ReplayStream:
-    """The train "dataloader": an endless iterator of :class:`~lrl.data.onpolicy.Batch`; the budget ends it."""
-
-    def __init__(self, dm: ReplayDataModule) -> None:
-        self.dm = dm
-
-    def __iter__(self) -> ReplayStream:
-        return self
-
-    def __next__(self) -> Batch:
-        return self.dm.next_batch()

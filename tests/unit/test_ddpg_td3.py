@@ -23,7 +23,7 @@ from lrl.algos.td3.loss import smoothed_target_action, twin_critic_target
 from lrl.algos.td3.module import TD3
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import EnvSpec, make_vec_env, probe_env_spec
-from lrl.data.onpolicy import Batch
+from lrl.data.ranked import Batch
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     GaussianNoise,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torchrl.objectives.value.functional import generalized_advantage_estimate
-
 from tensordict import TensorDict
+from torchrl.objectives.value.functional import generalized_advantage_estimate
 
 from lrl.estimators import annotate_gae, discounted_returns, explained_variance, gae, td_error
 

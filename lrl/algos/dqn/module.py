@@ -113,7 +113,9 @@ class DQN(RLModule):
                       terminated: torch.Tensor, which: int) -> dict[str, torch.Tensor]:
         online, select, evaluate = self._networks(which)
         with torch.no_grad():
-            y = q_target(reward, terminated, select(next_obs).float(), evaluate(next_obs).float(), self.hp.gamma)
+            q_eval = evaluate(next_obs).float()
+            q_select = q_eval if select is evaluate else select(next_obs).float()  # plain DQN: one forward pass
+            y = q_target(reward, terminated, q_select, q_eval, self.hp.gamma)
         q_taken = online(obs).float().gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return {"loss": td_loss(q_taken, y, self.hp.loss), "q": q_taken.detach().mean(), "y": y.mean()}
 

@@ -1,4 +1,5 @@
-"""DQN learning check (slow): RL-Zoo's CartPole-v1 settings, 50k frames; bar and results in docs/dqn.md."""
+"""DQN learning check (slow): RL-Zoo's CartPole-v1 settings with a linearly decaying learning rate, 50k frames;
+bar and results in docs/dqn.md."""
 
 from __future__ import annotations
 

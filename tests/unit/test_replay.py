@@ -7,11 +7,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from lrl.data.env import probe_env_spec
-from lrl.data.replay import ReplayDataModule
+from lrl.data.replay import HostRandomSampler, ReplayDataModule
 from lrl.recipe.schema import EnvConfig
 
 
@@ -83,3 +84,22 @@ def test_sidecar_round_trip_is_exact(tmp_path: Path) -> None:
     for _ in range(9):  # and both continue identically: same samples, same new transitions
         x, y = next(stream), next(b_stream)
         assert torch.equal(x.td["observation"], y.td["observation"]) and x.frames == y.frames
+
+
+def test_host_sampler_draws_on_the_cpu_generator_whatever_the_storage() -> None:
+    """Indices come from the DataModule's CPU generator (the same stream for a buffer in host or GPU memory, so
+    the checkpointed generator state resumes on any device) and land on the storage's device."""
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    gen = torch.Generator().manual_seed(7)
+    sampler = HostRandomSampler()
+    sampler.generator = gen
+    buffer = ReplayBuffer(storage=LazyTensorStorage(100, device="cpu"), sampler=sampler)
+    buffer.extend(TensorDict({"x": torch.arange(50.0)}, batch_size=[50]))
+    state = gen.get_state()
+    batch = buffer.sample(8)
+    expected = torch.randint(50, (8,), generator=torch.Generator().set_state(state))
+    assert torch.equal(batch["x"], expected.float())
+    with pytest.raises(RuntimeError, match="empty"):
+        ReplayBuffer(storage=LazyTensorStorage(10), sampler=sampler).sample(2)

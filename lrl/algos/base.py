@@ -75,6 +75,14 @@ class RLModule(L.LightningModule):
         elif self.hp.max_grad_norm is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hp.max_grad_norm, gradient_clip_algorithm="norm")
 
+    def scheduled_lr(self, progress_remaining: float) -> float:
+        """Set the optimiser's step size for the coming update phase: ``hp.lr``, times the fraction of the budget
+        still ahead under ``lr_schedule: linear`` (SB3's linear schedule); returned for logging."""
+        lr = self.hp.lr * progress_remaining if self.hp.lr_schedule == "linear" else self.hp.lr
+        for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+            group["lr"] = lr
+        return float(lr)
+
     def flush_metrics(self, force: bool = False) -> dict[str, float] | None:
         """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
         now = time.perf_counter()

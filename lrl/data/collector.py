@@ -310,7 +310,9 @@ class VecEnvCollector(BaseCollector):
         if self.reward_scaler and state["reward_scaler"]:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
         if state.get("exploration") is not None and hasattr(self.policy, "load_exploration_state"):
-            self.policy.load_exploration_state(state["exploration"])
+            # checkpoints are read onto the CPU: tensors of the noise process go back to where the policy acts
+            self.policy.load_exploration_state({k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                                                for k, v in state["exploration"].items()})
 
 
 def make_collector(kind: str, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy,

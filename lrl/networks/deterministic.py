@@ -105,8 +105,6 @@ class OrnsteinUhlenbeckNoise:
     def sample(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.x is None or self.x.shape != like.shape:
             self.x = torch.zeros(like.shape, device=like.device, dtype=torch.float32)
-        elif self.x.device != like.device:  # restored from a checkpoint, which is read onto the CPU
-            self.x = self.x.to(like.device)
         eps = torch.randn(like.shape, generator=generator, device=like.device, dtype=torch.float32)
         self.x = self.x - self.theta * self.x * self.dt + math.sqrt(self.dt) * eps
         return self.x

@@ -124,9 +124,7 @@ class DQN(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
-            lr = self.hp.lr * batch.progress_remaining if self.hp.lr_schedule == "linear" else self.hp.lr
-            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
-                group["lr"] = lr
+            lr = self.scheduled_lr(batch.progress_remaining)
             self.record(**{"stats/epsilon": self.epsilon(), "stats/lr": lr})
         td = batch.td
         which = self.trainer.global_step % 2 if self.q2 is not None else 0  # Alg. 2.5: roles swap in turn

@@ -112,10 +112,8 @@ class PPO(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
+            lr = self.scheduled_lr(batch.progress_remaining)
             decay = batch.progress_remaining
-            lr = hp.lr * decay if hp.lr_schedule == "linear" else hp.lr
-            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
-                group["lr"] = lr
             self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
             self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
         td = batch.td

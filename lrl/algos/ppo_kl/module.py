@@ -124,14 +124,10 @@ class PPOKL(RLModule):
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
         batch, _, _ = next(dataloader_iter)
-        hp = self.hp
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
-            lr = hp.lr * batch.progress_remaining if hp.lr_schedule == "linear" else hp.lr
-            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
-                group["lr"] = lr
-            self.record(**{"stats/lr": lr})
+            self.record(**{"stats/lr": self.scheduled_lr(batch.progress_remaining)})
         td = batch.td
         out = self._loss(td["observation"], td["action"], td["sample_log_prob"], self._old(td), td["advantage"],
                          td["value_target"], self.kl_coef.detach())

@@ -146,9 +146,7 @@ class SARSA(RLModule):
         self.frames = batch.frames
         if batch.first:
             self.add_episodes(batch.episodes)
-            lr = self.hp.lr * batch.progress_remaining if self.hp.lr_schedule == "linear" else self.hp.lr
-            for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
-                group["lr"] = lr
+            lr = self.scheduled_lr(batch.progress_remaining)
             self.record(**{"stats/lr": lr})
         td = batch.td
         next_policy = td["next_probs"] if self.hp.expected else td["next_action"]

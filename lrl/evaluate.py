@@ -22,6 +22,7 @@ import torch
 from lrl.data.env import env_fn
 from lrl.errors import LrlError
 from lrl.recipe.schema import EnvConfig
+from lrl.spec import spec_from_dict
 
 
 class Policy:
@@ -32,9 +33,9 @@ class Policy:
         self.module = module.eval()
         self.deterministic = deterministic
         self.obs_stats, self.clip_obs = obs_stats, clip_obs
-        self.env_spec = module.env_spec
-        self._low = np.asarray(self.env_spec.action_low, np.float32) if self.env_spec.action_low else None
-        self._high = np.asarray(self.env_spec.action_high, np.float32) if self.env_spec.action_high else None
+        self.spec = module.spec
+        self._low = np.asarray(self.spec.action_low, np.float32) if self.spec.action_low else None
+        self._high = np.asarray(self.spec.action_high, np.float32) if self.spec.action_high else None
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
@@ -98,13 +99,13 @@ def _obs_stats(ckpt: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, device: str = "cpu") -> Policy:
-    from lrl.callbacks.run_info import env_spec_from_dict
     from lrl.recipe import validate
     from lrl.recipe.registry import algorithm_class
 
     recipe = validate(ckpt["lrl"]["recipe"], source="checkpoint recipe")
     algo = {k: v for k, v in recipe.algo.items() if k != "name"}
-    spec = env_spec_from_dict(ckpt["lrl"]["env_spec"])
+    info = ckpt["lrl"]
+    spec = spec_from_dict(info["spec"] if "spec" in info else info["env_spec"])  # "env_spec": before Contract v2
     module = algorithm_class(recipe.algo["name"])(spec, **{**algo, "compile": False})
     module.load_state_dict(ckpt["state_dict"])
     module.to(device)

@@ -113,7 +113,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     module.log_every_frames = recipe.tracking.log_every_frames
     data = {k: v for k, v in recipe.data.items() if k != "name"}
     datamodule = datamodule_class(recipe.data["name"])(
-        env=recipe.env, env_spec=env_spec, seed=recipe.seed, budget_frames=recipe.budget.frames, **data)
+        env=recipe.env, spec=env_spec, seed=recipe.seed, budget_frames=recipe.budget.frames, **data)
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 

@@ -1,4 +1,4 @@
-"""Plumbing shared by every algorithm module: the env spec, metrics aggregated on device and logged with
+"""Plumbing shared by every algorithm module: the spec, metrics aggregated on device and logged with
 frames as the step axis, and the acting interface used by collection, evaluation and ``lrl.load_policy``.
 
 Holds no algorithm logic (DESIGN.md §1: at most one level of inheritance, plumbing only).
@@ -7,28 +7,36 @@ Holds no algorithm logic (DESIGN.md §1: at most one level of inheritance, plumb
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
-from lrl.data.env import EnvSpec
+from lrl.contract import Batch, Consumes, data_source
+from lrl.spec import Spec
 
 
 class RLModule(L.LightningModule):
-    default_datamodule = "onpolicy"
-    action_kinds: tuple[str, ...] = ("discrete", "continuous")
+    """Implements :class:`lrl.contract.Learner`; each algorithm declares what it consumes in ``consumes``."""
 
-    def __init__(self, env_spec: EnvSpec) -> None:
+    consumes: Consumes = Consumes(sources=("onpolicy",))
+
+    def __init__(self, spec: Spec) -> None:
         super().__init__()
-        self.env_spec = env_spec
+        self.spec = spec
         self.log_every_frames = 2048  # set by the launcher from tracking.log_every_frames
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._episodes: list[tuple[float, int]] = []
         self._last_log: tuple[int, float] | None = None
-        self.frames = 0
+        self.clock = 0  # the data source's clock (env frames, gradient steps, ...): schedules, the log axis
+
+    @classmethod
+    def check_hparams(cls, args: dict[str, Any]) -> None:
+        """Relations between the algorithm's own resolved arguments, checked by ``lrl validate`` (e.g.
+        ``policy_epochs <= epochs``); one :class:`lrl.errors.RecipeError` line when they do not hold."""
 
     @property
     def hp(self) -> Any:
@@ -48,6 +56,24 @@ class RLModule(L.LightningModule):
         """Annotate a fresh rollout (no gradients): values, advantages, ... Default: unchanged."""
         return td
 
+    def set_clock(self, clock: int) -> None:
+        """Called by the data source before it collects, so exploration schedules act on the current clock."""
+        self.clock = clock
+
+    @property
+    def discount(self) -> float | None:
+        gamma = getattr(self.hp, "gamma", None)
+        return None if gamma is None else float(gamma)
+
+    def next_batch(self, dataloader_iter: Iterator[Any]) -> Batch:
+        """The training_step preamble: pull the next batch (nothing is produced ahead, DESIGN.md §3), follow its
+        clock and keep the episodes that finished before it for the metrics."""
+        batch: Batch = next(dataloader_iter)[0]
+        self.clock = batch.clock
+        if batch.episodes:
+            self.add_episodes(batch.episodes)
+        return batch
+
     # --- metrics -----------------------------------------------------------------------------------------------
     def record(self, **metrics: torch.Tensor | float) -> None:
         """Accumulate scalars on device; nothing leaves the device until :meth:`flush_metrics`."""
@@ -63,7 +89,7 @@ class RLModule(L.LightningModule):
         self.flush_metrics(force=True)  # the last frames get their metrics too
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+        if data_source(self.trainer).at_boundary:
             self.flush_metrics()  # once per rollout / collection step, not per minibatch
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
@@ -87,20 +113,20 @@ class RLModule(L.LightningModule):
         """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
         now = time.perf_counter()
         if self._last_log is None:
-            self._last_log = (self.frames, now)
+            self._last_log = (self.clock, now)
         last_frames, last_time = self._last_log
-        if not force and self.frames - last_frames < self.log_every_frames:
+        if not force and self.clock - last_frames < self.log_every_frames:
             return None
         out = {k: (self._sums[k] / self._counts[k]).item() for k in self._sums}
         if self._episodes:
             returns = torch.tensor([r for r, _ in self._episodes])
             out["train/episode_return"] = returns.mean().item()
             out["train/episode_length"] = float(sum(n for _, n in self._episodes)) / len(self._episodes)
-        if now > last_time and self.frames > last_frames:
-            out["perf/fps"] = (self.frames - last_frames) / (now - last_time)
+        if now > last_time and self.clock > last_frames:
+            out["perf/fps"] = (self.clock - last_frames) / (now - last_time)
         self._sums, self._counts, self._episodes = {}, {}, []
-        self._last_log = (self.frames, now)
+        self._last_log = (self.clock, now)
         if out and self.trainer.is_global_zero:
             for logger in self.trainer.loggers:
-                logger.log_metrics(out, step=self.frames)
+                logger.log_metrics(out, step=self.clock)
         return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -13,7 +12,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from lrl.data.env import EnvSpec
+from lrl.spec import Spec
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +25,9 @@ def param_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def env_spec_from_dict(d: dict[str, Any]) -> EnvSpec:
-    d = dict(d)
-    for k in ("obs_shape", "action_low", "action_high"):
-        if d.get(k) is not None:
-            d[k] = tuple(d[k])
-    return EnvSpec(**d)
-
-
 class RunInfo(L.Callback):
-    def __init__(self, recipe: dict[str, Any], env_spec: EnvSpec, run_dir: Path, tracking_uri: str | None) -> None:
-        self.recipe, self.env_spec, self.run_dir, self.tracking_uri = recipe, env_spec, run_dir, tracking_uri
+    def __init__(self, recipe: dict[str, Any], spec: Spec, run_dir: Path, tracking_uri: str | None) -> None:
+        self.recipe, self.spec, self.run_dir, self.tracking_uri = recipe, spec, run_dir, tracking_uri
 
     def run_id(self, trainer: L.Trainer) -> str | None:
         for logger in trainer.loggers:
@@ -48,7 +39,7 @@ class RunInfo(L.Callback):
         checkpoint["lrl"] = {
             "format": 1,
             "recipe": self.recipe,
-            "env_spec": dataclasses.asdict(self.env_spec),
+            "spec": self.spec.to_dict(),
             "frames": trainer.datamodule.frames,  # type: ignore[attr-defined]
             "mlflow_run_id": self.run_id(trainer) if trainer.is_global_zero else None,
             "tracking_uri": self.tracking_uri,

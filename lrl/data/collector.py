@@ -39,8 +39,8 @@ import torch
 from tensordict import TensorDict
 from torchrl.collectors import BaseCollector
 
-from lrl.data.env import EnvSpec
 from lrl.data.normalize import ObsNormalizer, RewardScaler
+from lrl.spec import EnvSpec
 
 log = logging.getLogger(__name__)
 

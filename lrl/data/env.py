@@ -9,30 +9,13 @@ multi-process stepping for cheap simulators.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What an algorithm needs to know about an environment to build its networks."""
-
-    id: str
-    obs_shape: tuple[int, ...]
-    action_kind: Literal["discrete", "continuous"]
-    action_dim: int  # number of actions (discrete) or action dimensions (continuous)
-    action_low: tuple[float, ...] | None = None
-    action_high: tuple[float, ...] | None = None
-
-    @property
-    def obs_dim(self) -> int:
-        return int(np.prod(self.obs_shape))
+from lrl.spec import Spec, spec_from_spaces
 
 
 def _make_one(env_id: str, max_episode_steps: int | None, kwargs: dict[str, Any],
@@ -53,18 +36,7 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, vectorization: str | None = None
     return gym.vector.SyncVectorEnv(fns, **kwargs)  # type: ignore[arg-type]
 
 
-def spec_from_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> EnvSpec:
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise RecipeError(f"env.id={env_id}: observation space {obs_space} is not supported (Box only)")
-    if isinstance(act_space, gym.spaces.Discrete):
-        return EnvSpec(env_id, tuple(obs_space.shape), "discrete", int(act_space.n))
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return EnvSpec(env_id, tuple(obs_space.shape), "continuous", int(act_space.shape[0]),
-                       tuple(float(x) for x in act_space.low), tuple(float(x) for x in act_space.high))
-    raise RecipeError(f"env.id={env_id}: action space {act_space} is not supported (Discrete or 1-D Box)")
-
-
-def probe_env_spec(cfg: EnvConfig) -> EnvSpec:
+def probe_env_spec(cfg: EnvConfig) -> Spec:
     """Build one env, read its spaces, close it."""
     try:
         env = env_fn(cfg)()

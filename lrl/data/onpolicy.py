@@ -23,17 +23,19 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict
 
+from lrl.contract import Batch
 from lrl.data.collector import VecEnvCollector, make_collector
-from lrl.data.env import EnvSpec, make_vec_env
+from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
-from lrl.data.ranked import Batch, BatchStream, RankedDataModule, distributed, gather
+from lrl.data.ranked import BatchStream, RankedDataModule, distributed, gather
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
+from lrl.spec import EnvSpec
 
 
 class OnPolicyDataModule(RankedDataModule):
-    def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
+    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget_frames: int,
                  frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10,
                  collector: Literal["lean", "torchrl"] = "lean", complete_episodes: bool = False) -> None:
         """
@@ -47,7 +49,7 @@ class OnPolicyDataModule(RankedDataModule):
                 policy (``mask`` marks the real steps); lean collector and sync vectorisation only.
         """
         super().__init__()
-        self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
+        self.env_cfg, self.spec, self.seed, self.budget_frames = env, spec, seed, budget_frames
         self.frames_per_batch, self.minibatch_size, self.epochs = frames_per_batch, minibatch_size, epochs
         self.collector_kind = collector
         self.complete_episodes = complete_episodes
@@ -90,11 +92,11 @@ class OnPolicyDataModule(RankedDataModule):
             local_envs = self.env_cfg.num_envs // self.world_size
             first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
             cfg = self.env_cfg
-            obs_norm = ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
+            obs_norm = ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
             gamma = float(getattr(module, "gamma", 0.99))
             rew_scale = RewardScaler(local_envs, gamma, cfg.clip_reward) if cfg.normalize_reward else None
             self.collector = make_collector(
-                self.collector_kind, make_vec_env(cfg, local_envs), self.env_spec, module.collection_policy(),
+                self.collector_kind, make_vec_env(cfg, local_envs), self.spec, module.collection_policy(),
                 steps_per_env=self.frames_per_batch // cfg.num_envs,
                 env_seeds=[first + i for i in range(local_envs)], device=module.device,
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,

@@ -9,26 +9,13 @@ DataModules before ``train_dataloader``) waits in ``_pending_state`` until :meth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import torch.distributed as dist
-from tensordict import TensorDict
 
+from lrl.contract import Batch
 from lrl.errors import RecipeError
-
-
-@dataclass
-class Batch:
-    """One minibatch plus the clock: what the module needs for schedules and logging."""
-
-    td: TensorDict
-    frames: int  # global env frames collected so far (including this rollout / collection step)
-    progress_remaining: float  # 1 at the start of the budget, 0 at its end
-    rollout: int  # index of the rollout (collection step) this minibatch comes from
-    first: bool  # first minibatch of its rollout
-    episodes: list[tuple[float, int]] = field(default_factory=list)  # finished since the previous rollout
 
 
 def gather(obj: Any) -> list[Any]:

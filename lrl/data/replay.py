@@ -31,13 +31,15 @@ from tensordict import TensorDict
 from torch import nn
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, ReplayBuffer
 
+from lrl.contract import Batch
 from lrl.data.collector import VecEnvCollector, make_collector
-from lrl.data.env import EnvSpec, make_vec_env
+from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer
-from lrl.data.ranked import Batch, BatchStream, RankedDataModule, distributed, gather
+from lrl.data.ranked import BatchStream, RankedDataModule, distributed, gather
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe.schema import EnvConfig
+from lrl.spec import EnvSpec
 
 KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "terminated"),
         ("next", "truncated"), ("next", "done")]
@@ -72,7 +74,7 @@ def sidecar_path(dirpath: Path, stem: str, rank: int) -> Path:
 
 
 class ReplayDataModule(RankedDataModule):
-    def __init__(self, *, env: EnvConfig, env_spec: EnvSpec, seed: int, budget_frames: int,
+    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget_frames: int,
                  buffer_size: int = 1_000_000, batch_size: int = 256, learning_starts: int = 100,
                  frames_per_step: int = 1, updates_per_step: int = 1, random_warmup: bool = True,
                  storage: Literal["memory", "memmap"] = "memory", buffer_device: str | None = None) -> None:
@@ -90,7 +92,7 @@ class ReplayDataModule(RankedDataModule):
             buffer_device: where the buffer lives (default: the module's device).
         """
         super().__init__()
-        self.env_cfg, self.env_spec, self.seed, self.budget_frames = env, env_spec, seed, budget_frames
+        self.env_cfg, self.spec, self.seed, self.budget_frames = env, spec, seed, budget_frames
         self.buffer_size, self.batch_size, self.learning_starts = buffer_size, batch_size, learning_starts
         self.frames_per_step, self.updates_per_step = frames_per_step, updates_per_step
         self.random_warmup, self.storage_kind, self.buffer_device = random_warmup, storage, buffer_device
@@ -102,7 +104,7 @@ class ReplayDataModule(RankedDataModule):
         self.resume_dir: Path | None = None  # set by the launcher when resuming: where the sidecars are
         self._queue: list[TensorDict] = []
         self._policy: Any = None
-        self._uniform = UniformPolicy(env_spec)
+        self._uniform = UniformPolicy(spec)
         self._sample_gen = torch.Generator()
         self._sample_gen.manual_seed(seed + 15485863)
 
@@ -130,10 +132,10 @@ class ReplayDataModule(RankedDataModule):
             first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
             self._policy = module.collection_policy()
             self.collector = make_collector(
-                "lean", make_vec_env(cfg, local_envs), self.env_spec, self._policy,
+                "lean", make_vec_env(cfg, local_envs), self.spec, self._policy,
                 steps_per_env=self.frames_per_step // cfg.num_envs,
                 env_seeds=[first + i for i in range(local_envs)], device=module.device,
-                obs_normalizer=ObsNormalizer(self.env_spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
+                obs_normalizer=ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )
             self.buffer = self._make_buffer(module.device)
             self._restore_pending()

@@ -45,9 +45,9 @@ from torchrl.collectors import BaseCollector, Collector
 from torchrl.envs import GymWrapper
 
 from lrl.data.collector import CollectionPolicy
-from lrl.data.env import EnvSpec
 from lrl.data.normalize import ObsNormalizer, RewardScaler
 from lrl.errors import RecipeError
+from lrl.spec import EnvSpec
 
 log = logging.getLogger(__name__)
 

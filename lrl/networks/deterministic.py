@@ -22,9 +22,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lrl.data.env import EnvSpec
 from lrl.networks.mlp import mlp
 from lrl.networks.target import make_target, polyak_update_
+from lrl.spec import EnvSpec
 
 
 def action_box(spec: EnvSpec) -> tuple[torch.Tensor, torch.Tensor]:

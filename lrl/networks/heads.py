@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrl.data.env import EnvSpec
+from lrl.spec import EnvSpec
 
 Params = tuple[torch.Tensor, ...]
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from lrl.data.env import EnvSpec
 from lrl.networks.heads import PolicyHead, make_policy_head
+from lrl.spec import EnvSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 

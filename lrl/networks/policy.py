@@ -12,9 +12,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from lrl.data.env import EnvSpec
 from lrl.networks.heads import Params, PolicyHead, make_policy_head
 from lrl.networks.mlp import mlp, orthogonal_init
+from lrl.spec import EnvSpec
 
 
 class PolicyNet(nn.Module):

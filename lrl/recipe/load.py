@@ -20,8 +20,8 @@ from lrl.recipe.registry import algorithm_class, datamodule_class
 from lrl.recipe.schema import Recipe, bind_section, check_trainer, format_validation_error
 
 # Arguments the launcher supplies itself; a recipe may not set them.
-INJECTED_ALGO = {"env_spec"}
-INJECTED_DATA = {"env", "env_spec", "seed", "budget_frames"}
+INJECTED_ALGO = {"spec"}
+INJECTED_DATA = {"env", "spec", "seed", "budget_frames"}
 
 
 def recipes_dir() -> Path:

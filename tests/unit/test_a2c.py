@@ -16,9 +16,9 @@ from torchrl.objectives import A2CLoss, ValueEstimators
 
 from lrl.algos.a2c.loss import a2c_loss, policy_gradient_loss, value_loss
 from lrl.algos.a2c.module import A2C
-from lrl.data.env import EnvSpec
 from lrl.errors import RecipeError
 from lrl.recipe import load
+from lrl.spec import EnvSpec
 
 DISCRETE = EnvSpec("test-discrete", (4,), "discrete", 3)
 CONTINUOUS = EnvSpec("test-continuous", (3,), "continuous", 2, (-1.0, -1.0), (1.0, 1.0))
@@ -231,7 +231,7 @@ def test_recipe_validation_refuses_more_than_one_step_per_rollout(override: str)
 # --- TorchRL's A2CLoss on the same batch ---------------------------------------------------------------------------
 def _torchrl_modules(module: A2C) -> tuple[ProbabilisticActor, TensorDictModule]:
     net = module.net
-    if module.env_spec.action_kind == "discrete":
+    if module.spec.action_kind == "discrete":
         logits = TensorDictModule(lambda obs: net.policy_params(obs)[0], ["observation"], ["logits"])
         actor = ProbabilisticActor(logits, in_keys=["logits"], distribution_class=torch.distributions.Categorical)
     else:

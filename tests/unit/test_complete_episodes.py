@@ -132,7 +132,7 @@ class _Module:
 def _datamodule(minibatch_size: int | None, **kw: Any) -> OnPolicyDataModule:
     cfg = EnvConfig(id="CartPole-v1", num_envs=4)
     spec = probe_env_spec(cfg)
-    dm = OnPolicyDataModule(env=cfg, env_spec=spec, seed=0, budget_frames=10_000, frames_per_batch=200,
+    dm = OnPolicyDataModule(env=cfg, spec=spec, seed=0, budget_frames=10_000, frames_per_batch=200,
                             minibatch_size=minibatch_size, epochs=2, complete_episodes=True, **kw)
     dm.trainer = SimpleNamespace(lightning_module=_Module(spec), world_size=1, global_rank=0)  # type: ignore[assignment]
     return dm

@@ -21,9 +21,9 @@ from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
 from lrl.algos.ddpg.module import DDPG
 from lrl.algos.td3.loss import smoothed_target_action, twin_critic_target
 from lrl.algos.td3.module import TD3
+from lrl.contract import Batch
 from lrl.data.collector import VecEnvCollector
-from lrl.data.env import EnvSpec, make_vec_env, probe_env_spec
-from lrl.data.ranked import Batch
+from lrl.data.env import make_vec_env, probe_env_spec
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     GaussianNoise,
@@ -32,6 +32,7 @@ from lrl.networks.deterministic import (
     noise_std,
 )
 from lrl.recipe.schema import EnvConfig
+from lrl.spec import EnvSpec
 
 SPEC = EnvSpec("Toy-v0", (3,), "continuous", 2, (-2.0, -1.0), (2.0, 1.0))
 UNIT = EnvSpec("Unit-v0", (3,), "continuous", 2, (-1.0, -1.0), (1.0, 1.0))

@@ -14,8 +14,8 @@ from torchrl.objectives import DQNLoss
 
 from lrl.algos.dqn.loss import epsilon, q_target, td_loss
 from lrl.algos.dqn.module import DQN
-from lrl.data.env import EnvSpec
 from lrl.networks.target import hard_update_, make_target, polyak_update_
+from lrl.spec import EnvSpec
 
 SPEC = EnvSpec("Toy-v0", (3,), "discrete", 2)
 

@@ -14,8 +14,8 @@ from torchrl.objectives import KLPENPPOLoss
 
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
 from lrl.algos.ppo_kl.module import PPOKL
-from lrl.data.env import EnvSpec
 from lrl.networks import GaussianHead
+from lrl.spec import EnvSpec
 
 CARTPOLE = EnvSpec("CartPole-v1", (4,), "discrete", 2)
 PENDULUM = EnvSpec("Pendulum-v1", (3,), "continuous", 1, (-2.0,), (2.0,))

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from lrl.data.env import EnvSpec
 from lrl.estimators import average_baseline, episode_index, optimal_baseline, trajectory_scores
 from lrl.networks import PolicyNet
+from lrl.spec import EnvSpec
 
 
 def _enumerate(seed: int = 0) -> dict[str, torch.Tensor]:

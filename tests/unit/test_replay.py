@@ -34,7 +34,7 @@ def _dm(tmp: Path | None = None, **kwargs: Any) -> ReplayDataModule:
     env = EnvConfig(id="Pendulum-v1", num_envs=2)
     args = {"buffer_size": 300, "batch_size": 16, "learning_starts": 64, "frames_per_step": 8,
             "updates_per_step": 3, **kwargs}
-    dm = ReplayDataModule(env=env, env_spec=probe_env_spec(env), seed=0, budget_frames=10_000, **args)
+    dm = ReplayDataModule(env=env, spec=probe_env_spec(env), seed=0, budget_frames=10_000, **args)
     dm.trainer = SimpleNamespace(lightning_module=_Module(), world_size=1, global_rank=0)  # type: ignore[assignment]
     dm.resume_dir = tmp
     return dm

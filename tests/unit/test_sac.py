@@ -20,8 +20,8 @@ from torchrl.objectives import SACLoss
 
 from lrl.algos.sac.loss import actor_loss, alpha_loss, critic_loss, soft_q_target
 from lrl.algos.sac.module import SAC
-from lrl.data.env import EnvSpec
 from lrl.networks import mlp
+from lrl.spec import EnvSpec
 
 SPEC = EnvSpec("Toy-v0", (3,), "continuous", 2, (-1.0, -1.0), (1.0, 1.0))
 PENDULUM = EnvSpec("Pendulum-v1", (3,), "continuous", 1, (-2.0,), (2.0,))

@@ -23,9 +23,9 @@ from lrl.algos.sarsa.loss import (
     sarsa_target,
 )
 from lrl.algos.sarsa.module import SARSA
-from lrl.data.env import EnvSpec
 from lrl.data.replay import ReplayDataModule
 from lrl.errors import RecipeError
+from lrl.spec import EnvSpec
 
 SPEC = EnvSpec("Toy-v0", (3,), "discrete", 3)
 

@@ -9,9 +9,9 @@ import torch
 
 from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
 from lrl.algos.trpo.module import NPG, TRPO
-from lrl.data.env import EnvSpec
 from lrl.estimators.cg import conjugate_gradient
 from lrl.estimators.fisher import fisher_vector_product, flat_grad, flat_params, set_flat_params_
+from lrl.spec import EnvSpec
 from tests.unit.test_trpo_estimators import SmallPolicy, _flat_fn, exact_fisher
 
 CARTPOLE = EnvSpec("CartPole-v1", (4,), "discrete", 2)

@@ -33,15 +33,17 @@ from torch import nn
 from lrl.algos.a2c.loss import a2c_loss, normalize_advantage
 from lrl.algos.base import RLModule
 from lrl.algos.ppo.module import _Explore
-from lrl.data.env import EnvSpec
-from lrl.errors import RecipeError
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.estimators import explained_variance, gae
 from lrl.networks import ActorCritic
+from lrl.spec import EnvSpec
 
 
 class A2C(RLModule):
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True)
+
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         lr: float = 7e-4, lr_schedule: Literal["constant", "linear"] = "constant", critic_lr: float | None = None,
         gamma: float = 0.99, gae_lambda: float = 1.0, critic_lambda: float | None = None,
         vf_coef: float = 0.5, ent_coef: float = 0.0, max_grad_norm: float | None = 0.5,
@@ -70,11 +72,11 @@ class A2C(RLModule):
             ortho_init: orthogonal initialisation as in the reference implementation (and SB3).
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = True
         self.gamma = gamma
-        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, shared,
+        self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
         self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
 
@@ -86,14 +88,6 @@ class A2C(RLModule):
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         params = self.net.policy_params(obs)
         return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
-
-    @staticmethod
-    def check_data(data: dict[str, Any]) -> None:
-        """Called by recipe validation: A2C takes exactly one gradient step per rollout, on the whole rollout."""
-        if data.get("minibatch_size") is not None or data.get("epochs", 1) != 1:
-            raise RecipeError(f"data.minibatch_size={data.get('minibatch_size')}, data.epochs={data.get('epochs')}: "
-                              "a2c takes one gradient step per rollout on the whole rollout; set "
-                              "data.minibatch_size=null data.epochs=1 (minibatch epochs are PPO's scheme)")
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
@@ -123,10 +117,8 @@ class A2C(RLModule):
                         self.net.value(obs), value_target, vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)  # the whole rollout: one update per rollout
+        batch = self.next_batch(dataloader_iter)  # the whole rollout: one update per rollout
         hp = self.hp
-        self.frames = batch.frames
-        self.add_episodes(batch.episodes)
         if hp.lr_schedule == "linear":
             self._set_lr(batch.progress_remaining)
         td = batch.td

@@ -23,7 +23,7 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -31,6 +31,7 @@ from lrl.networks.deterministic import (
     make_noise,
     noise_std,
 )
+from lrl.spec import EnvSpec
 
 
 def adam_pair(module: RLModule, actor: nn.Module, critic: nn.Module, actor_lr: float,
@@ -51,12 +52,11 @@ def manual_step(module: RLModule, opt: Any, loss: torch.Tensor, max_grad_norm: f
 
 
 class DDPG(RLModule):
-    default_datamodule = "replay"
-    action_kinds = ("continuous",)
+    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("continuous",))
     ddp_find_unused_parameters = True  # two backward passes per step, each reaching only part of the module
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         lr: float = 1e-3, actor_lr: float | None = None, gamma: float = 0.99, tau: float = 0.005,
         actor_tau: float | None = None, hidden: list[int] | None = None, critic_hidden: list[int] | None = None,
         activation: str = "relu", exploration: Literal["gaussian", "ou"] = "gaussian",
@@ -83,10 +83,10 @@ class DDPG(RLModule):
             adam_eps: Adam ε.
             compile: ``torch.compile`` the loss computations.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = False
-        self.ac = DeterministicActorCritic(env_spec, hidden if hidden is not None else [400, 300], activation,
+        self.ac = DeterministicActorCritic(spec, hidden if hidden is not None else [400, 300], activation,
                                            n_critics=1, critic_hidden=critic_hidden)
         self._noise = make_noise(exploration, ou_theta, ou_dt)
         self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
@@ -95,7 +95,7 @@ class DDPG(RLModule):
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
         hp = self.hp
-        return noise_std(self.frames, hp.exploration_std, hp.exploration_std_final, hp.exploration_decay_frames)
+        return noise_std(self.clock, hp.exploration_std, hp.exploration_std_final, hp.exploration_decay_frames)
 
     def collection_policy(self) -> nn.Module:
         return NoisyDeterministicPolicy(self.ac.actor, self._noise, self.exploration_std)
@@ -116,11 +116,9 @@ class DDPG(RLModule):
         return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
+        batch = self.next_batch(dataloader_iter)
         hp = self.hp
-        self.frames = batch.frames
         if batch.first:
-            self.add_episodes(batch.episodes)
             self.record(**{"stats/exploration_std": self.exploration_std()})
         td = batch.td
         obs = td["observation"]

@@ -20,9 +20,10 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.dqn.loss import epsilon, q_target, td_loss
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.networks import mlp
 from lrl.networks.target import hard_update_, make_target, polyak_update_
+from lrl.spec import EnvSpec
 
 
 class _EpsilonGreedy(nn.Module):
@@ -38,11 +39,10 @@ class _EpsilonGreedy(nn.Module):
 
 
 class DQN(RLModule):
-    default_datamodule = "replay"
-    action_kinds = ("discrete",)
+    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("discrete",))
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         lr: float = 1e-4, lr_schedule: Literal["constant", "linear"] = "constant", gamma: float = 0.99,
         hidden: list[int] | None = None, activation: str = "relu",
         target: Literal["max", "double_dqn", "double_q"] = "max", loss: Literal["huber", "mse"] = "huber",
@@ -66,13 +66,13 @@ class DQN(RLModule):
             max_grad_norm: global gradient-norm clip (None = off).
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.gamma = gamma
-        n = env_spec.action_dim
+        n = spec.action_dim
         hidden = hidden if hidden is not None else [64, 64]
-        self.q = mlp(env_spec.obs_dim, hidden, n, activation)
-        self.q2 = mlp(env_spec.obs_dim, hidden, n, activation) if target == "double_q" else None
+        self.q = mlp(spec.obs_dim, hidden, n, activation)
+        self.q2 = mlp(spec.obs_dim, hidden, n, activation) if target == "double_q" else None
         self.q_target = make_target(self.q) if target_update != "none" else None
         self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
         # Double Q-learning updates one of two networks per step: the other one gets no gradient.
@@ -87,16 +87,16 @@ class DQN(RLModule):
 
     def epsilon(self) -> float:
         hp = self.hp
-        return epsilon(self.frames, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
+        return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
     def collection_policy(self) -> nn.Module:
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.env_spec.action_dim)
+        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         if deterministic:
             return self.q_values(obs).argmax(-1)
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.env_spec.action_dim)(obs, torch.Generator())
+        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)(obs, torch.Generator())
 
     # --- update ------------------------------------------------------------------------------------------------
     def _networks(self, which: int) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -120,10 +120,8 @@ class DQN(RLModule):
         return {"loss": td_loss(q_taken, y, self.hp.loss), "q": q_taken.detach().mean(), "y": y.mean()}
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
-        self.frames = batch.frames
+        batch = self.next_batch(dataloader_iter)
         if batch.first:
-            self.add_episodes(batch.episodes)
             lr = self.scheduled_lr(batch.progress_remaining)
             self.record(**{"stats/epsilon": self.epsilon(), "stats/lr": lr})
         td = batch.td

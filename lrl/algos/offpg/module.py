@@ -2,7 +2,7 @@
 
 The module keeps two copies of the policy: θ, which is optimised, and a frozen behaviour copy β that collects
 the rollouts (whole episodes, ``data.complete_episodes``). β ← θ after every ``sync_every`` rollouts' updates,
-so each rollout is used for ``data.epochs`` updates of θ while β stays fixed: from the second update on (or
+so each rollout is used for ``epochs`` updates of θ while β stays fixed: from the second update on (or
 throughout, with ``sync_every`` > 1) θ learns from another policy's trajectories, which is where the weights
 matter. Per update, with ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t) recomputed from the current θ:
 
@@ -26,19 +26,23 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.offpg.loss import Importance, off_policy_advantages
-from lrl.algos.reinforce.common import all_sum, annotate_returns, check_data, global_counts
+from lrl.algos.reinforce.common import all_sum, annotate_returns, global_counts
 from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, policy_gradient_loss, value_loss
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
 from lrl.estimators import effective_sample_size, episode_starts
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
+from lrl.spec import EnvSpec
 
 
 class OffPolicyPG(RLModule):
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True)
+
     ddp_find_unused_parameters = True  # passes beyond policy_epochs fit V only
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
+        epochs: int = 1,
         lr: float = 3e-4, value_lr: float = 1e-3, optimizer: Literal["adam", "sgd"] = "adam",
         gamma: float = 0.99, importance: Importance = "first_order", returns: Returns = "reward_to_go",
         discounting: Discounting = "relative", baseline: Literal["none", "average", "value"] = "none",
@@ -50,6 +54,7 @@ class OffPolicyPG(RLModule):
     ) -> None:
         """
         Args:
+            epochs: whole-rollout passes per rollout (the update schedule).
             lr, value_lr, optimizer: step sizes of θ and of V, Adam or plain gradient ascent (seed 004 Alg. 4.1).
             gamma, returns, discounting: as in ``reinforce``; ``returns: episode`` (G(τ)) pairs with
                 ``importance: trajectory`` only (seed 004 eq. 4.3), the other kinds weight rewards-to-go.
@@ -61,7 +66,7 @@ class OffPolicyPG(RLModule):
                 truncation [NOT IN SEEDS: they only warn that ratio products explode or vanish].
             sync_every: β ← θ after the updates of every ``sync_every``-th rollout (1: β is the policy that was
                 current when the rollout was collected).
-            policy_epochs: how many of the ``data.epochs`` passes over a rollout update θ (None = all of them); V
+            policy_epochs: how many of the ``epochs`` passes over a rollout update θ (None = all of them); V
                 is fitted on every pass, so V can take more steps than θ.
             normalize_advantage: standardise Φ = returns − baseline over the rollout (all ranks) before weighting:
                 the mean joins the baseline (so it is weighted like one and stays unbiased), then Ψ is divided by
@@ -69,8 +74,8 @@ class OffPolicyPG(RLModule):
             normalization: ``trajectory`` (the seeds' 1/|D|) or ``step`` (mean over steps).
             ent_coef, max_grad_norm, hidden, activation, log_std_init, ortho_init, compile: as in ``reinforce``.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         if returns == "episode" and importance != "trajectory":
             raise RecipeError("algo.returns=episode goes with algo.importance=trajectory (seed 004 eq. 4.3); the "
                               "other importance kinds weight rewards-to-go")
@@ -79,9 +84,9 @@ class OffPolicyPG(RLModule):
         self.automatic_optimization = False
         self.gamma = gamma
         hidden = hidden if hidden is not None else [64, 64]
-        self.policy = PolicyNet(env_spec, hidden, activation, log_std_init, ortho_init)
+        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
         self.behaviour = copy.deepcopy(self.policy).requires_grad_(False)
-        self.value = value_net(env_spec, hidden, activation, ortho_init) if baseline == "value" else None
+        self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
         self._forward = torch.compile(self._log_prob) if compile else self._log_prob
         self._shape = (0, 0)
         self._scale = self._value_scale = torch.ones(())
@@ -97,12 +102,11 @@ class OffPolicyPG(RLModule):
         params = self.policy(obs)
         return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
 
-    def on_fit_start(self) -> None:
-        dm: Any = self.trainer.datamodule  # type: ignore[attr-defined]
-        check_data("offpg", dm)
-        if self.hp.policy_epochs is not None and not 1 <= self.hp.policy_epochs <= dm.epochs:
-            raise RecipeError(f"algo.policy_epochs={self.hp.policy_epochs} must be between 1 and data.epochs="
-                              f"{dm.epochs} (the passes over each rollout)")
+    @classmethod
+    def check_hparams(cls, args: dict[str, Any]) -> None:
+        if args["policy_epochs"] is not None and not 1 <= args["policy_epochs"] <= args["epochs"]:
+            raise RecipeError(f"algo.policy_epochs={args['policy_epochs']} must be between 1 and algo.epochs="
+                              f"{args['epochs']} (the passes over each rollout)")
 
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         assert self.value is not None
@@ -162,11 +166,9 @@ class OffPolicyPG(RLModule):
                        "stats/weight_min": counted.min(), "stats/weight_clip_fraction": clipped[mask].float().mean()})
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
+        batch = self.next_batch(dataloader_iter)
         hp = self.hp
-        self.frames = batch.frames
         if batch.first:
-            self.add_episodes(batch.episodes)
             self._pass = 0
         td, mask = batch.td, batch.td["mask"].float()
         opts: Any = self.optimizers()
@@ -196,7 +198,7 @@ class OffPolicyPG(RLModule):
                     if hp.max_grad_norm is not None:
                         self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
                     opt.step()
-        last_update = self.trainer.datamodule.at_boundary  # type: ignore[attr-defined]
+        last_update = data_source(self.trainer).at_boundary
         if last_update and batch.rollout % hp.sync_every == 0:
             self.behaviour.load_state_dict(self.policy.state_dict())  # β ← θ (identical on every rank)
         return None

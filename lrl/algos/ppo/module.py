@@ -26,9 +26,10 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.estimators import annotate_gae
 from lrl.networks import ActorCritic
+from lrl.spec import EnvSpec
 
 
 class _Explore(nn.Module):
@@ -43,8 +44,11 @@ class _Explore(nn.Module):
 
 
 class PPO(RLModule):
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS)
+
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
+        epochs: int = 10, minibatch_size: int | None = 64,
         lr: float = 3e-4, lr_schedule: Literal["constant", "linear"] = "constant",
         gamma: float = 0.99, gae_lambda: float = 0.95,
         clip_range: float = 0.2, clip_schedule: Literal["constant", "linear"] = "constant",
@@ -55,6 +59,8 @@ class PPO(RLModule):
     ) -> None:
         """
         Args:
+            epochs, minibatch_size: the update schedule: ``epochs`` passes over each rollout in shuffled
+                minibatches of ``minibatch_size`` samples (global across ranks; None = the whole rollout).
             lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
             gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5).
             clip_range, clip_schedule: ε of the clipped surrogate ("maybe ε = 0.2", seeds 002/003).
@@ -69,11 +75,11 @@ class PPO(RLModule):
             adam_eps: Adam ε (1e-5 as in the reference implementation).
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = True
         self.gamma = gamma
-        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, shared,
+        self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
         self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
         self._clip = clip_range
@@ -107,11 +113,9 @@ class PPO(RLModule):
                         vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor | None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
+        batch = self.next_batch(dataloader_iter)
         hp = self.hp
-        self.frames = batch.frames
         if batch.first:
-            self.add_episodes(batch.episodes)
             lr = self.scheduled_lr(batch.progress_remaining)
             decay = batch.progress_remaining
             self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
@@ -125,7 +129,7 @@ class PPO(RLModule):
                 dist.all_reduce(kl)
                 kl /= dist.get_world_size()
             if kl.item() >= hp.target_kl:
-                self.trainer.datamodule.end_rollout()  # type: ignore[attr-defined]
+                data_source(self.trainer).end_rollout()
                 self.record(**{"stats/early_stop": 1.0})
                 return None
         self.record(**{"loss/total": out["loss"], "loss/policy": out["policy"], "loss/value": out["value"],

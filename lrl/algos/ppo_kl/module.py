@@ -3,7 +3,7 @@
 Seeds: 002 and 003 "PPO with Adaptive KL Penalty" (β ×2 / ÷2 around the target δ), 000 §3 Algorithm 2
 "Primal–dual update" (λ ← λ + α(KL − ε)), 003's TRPO slide (the penalty form). Per rollout (collected by the
 DataModule): :meth:`process_rollout` computes V, GAE(γ, λ) advantages, λ-return targets and the old policy's
-distribution parameters, without gradients. Then ``data.epochs`` passes of shuffled minibatches, one Adam step
+distribution parameters, without gradients. Then ``epochs`` passes of shuffled minibatches, one Adam step
 each (Lightning's automatic optimisation: DDP, precision and clipping come from the Trainer):
 
     loss = −(E[r·Â] − β·E_s[KL(π_old, π_θ)]) + c_v·E[(V − V_targ)²] − c_e·H
@@ -27,19 +27,23 @@ from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage
 from lrl.algos.ppo.module import _Explore
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
 from lrl.estimators import annotate_gae
 from lrl.estimators.fisher import all_reduce_mean
 from lrl.networks import ActorCritic
 from lrl.networks.heads import Params
+from lrl.spec import EnvSpec
 
 
 class PPOKL(RLModule):
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS)
+
     kl_coef: torch.Tensor  # the multiplier β (adaptive, fixed) or λ (dual), a buffer
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
+        epochs: int = 10, minibatch_size: int | None = 64,
         lr: float = 3e-4, lr_schedule: Literal["constant", "linear"] = "constant",
         gamma: float = 0.99, gae_lambda: float = 0.95,
         kl_coef: float = 1.0, kl_coef_update: Literal["adaptive", "dual", "fixed"] = "adaptive",
@@ -53,6 +57,8 @@ class PPOKL(RLModule):
     ) -> None:
         """
         Args:
+            epochs, minibatch_size: the update schedule: ``epochs`` passes over each rollout in shuffled
+                minibatches of ``minibatch_size`` samples (global across ranks; None = the whole rollout).
             lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
             gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5; "any advantage estimation algorithm").
             kl_coef: initial multiplier β_0 / λ_0 ("initial KL penalty not that important", seed 002).
@@ -71,13 +77,13 @@ class PPOKL(RLModule):
             log_std_init, ortho_init, adam_eps: Gaussian head's initial log-std, reference initialisation, Adam ε.
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         if kl_coef_update == "adaptive" and (adaptive_tolerance <= 1.0 or adaptive_factor <= 1.0):
             raise RecipeError("algo.adaptive_tolerance and algo.adaptive_factor must be > 1")
         self.gamma = gamma
         self.kl_direction = kl_direction or ("new_old" if kl_coef_update == "dual" else "old_new")
-        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, shared,
+        self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
         self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))  # β or λ: checkpointed, same on all ranks
         self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
@@ -123,10 +129,8 @@ class PPOKL(RLModule):
                            vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
-        self.frames = batch.frames
+        batch = self.next_batch(dataloader_iter)
         if batch.first:
-            self.add_episodes(batch.episodes)
             self.record(**{"stats/lr": self.scheduled_lr(batch.progress_remaining)})
         td = batch.td
         out = self._loss(td["observation"], td["action"], td["sample_log_prob"], self._old(td), td["advantage"],
@@ -139,7 +143,7 @@ class PPOKL(RLModule):
         """The step, then — after the rollout's last one — the multiplier update, before any callback (and so
         any checkpoint) sees this batch's end."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self._rollout is not None and self.trainer.datamodule.at_boundary:  # type: ignore[attr-defined]
+        if self._rollout is not None and data_source(self.trainer).at_boundary:
             self._update_kl_coef(self._rollout)
             self._rollout = None
 

@@ -1,5 +1,5 @@
-"""What ``reinforce`` and ``offpg`` share besides their losses: the checks on the data they need, sums over
-ranks, and the per-rollout Monte-Carlo returns and baselines (computed once per rollout, without gradients).
+"""What ``reinforce`` and ``offpg`` share besides their losses: sums over ranks, and the per-rollout
+Monte-Carlo returns and baselines (computed once per rollout, without gradients).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 
 from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, monte_carlo_returns
-from lrl.errors import RecipeError
 from lrl.estimators import average_baseline, episode_starts
 
 Baseline = Literal["none", "average", "optimal", "value"]
@@ -22,15 +21,6 @@ def all_sum(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         dist.all_reduce(x)
     return x
-
-
-def check_data(name: str, datamodule: Any) -> None:
-    """Monte-Carlo returns and per-episode ratios need whole episodes in one batch: refuse anything else."""
-    if not getattr(datamodule, "complete_episodes", False):
-        raise RecipeError(f"algo.name={name} needs whole episodes: set data.complete_episodes=true")
-    if datamodule.minibatch_size is not None:
-        raise RecipeError(f"algo.name={name} takes whole-rollout batches: set data.minibatch_size=null "
-                          "(data.epochs sets the number of updates per rollout)")
 
 
 def annotate_returns(td: Any, *, gamma: float, returns: Returns, discounting: Discounting, baseline: Baseline,

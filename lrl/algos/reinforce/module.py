@@ -5,7 +5,7 @@ Per rollout of whole episodes (``data.complete_episodes``), :meth:`process_rollo
 Φ_t = the whole return G(τ) or the reward-to-go G_t (relative or seed-exact absolute discounting), minus a
 baseline: none, the average return, V(s_t) of a learned value network, or the optimal per-component baseline
 b*_j = E[g_j² r]/E[g_j²] of seed 001 §4.3.2 (computed in the update, it needs per-trajectory score gradients).
-Then ``data.epochs`` whole-rollout passes: on the first ``policy_epochs`` of them (default 1, the seeds' "one
+Then ``epochs`` whole-rollout passes: on the first ``policy_epochs`` of them (default 1, the seeds' "one
 gradient step per batch") a policy step on
 
     loss = −(1/|D|) Σ_τ Σ_t log π_θ(a_t|s_t) · sg(Φ_t)          (sum over time, mean over trajectories)
@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lrl.algos.base import RLModule
-from lrl.algos.reinforce.common import Baseline, all_sum, annotate_returns, check_data, global_counts
+from lrl.algos.reinforce.common import Baseline, all_sum, annotate_returns, global_counts
 from lrl.algos.reinforce.loss import (
     Discounting,
     Returns,
@@ -35,17 +35,21 @@ from lrl.algos.reinforce.loss import (
     policy_gradient_loss,
     value_loss,
 )
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
 from lrl.estimators import episode_index, optimal_baseline, trajectory_scores
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
+from lrl.spec import EnvSpec
 
 
 class Reinforce(RLModule):
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True)
+
     ddp_find_unused_parameters = True  # value-only passes leave the policy without gradients
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
+        epochs: int = 1,
         lr: float = 3e-4, value_lr: float = 1e-3, optimizer: Literal["adam", "sgd"] = "adam",
         gamma: float = 0.99, returns: Returns = "reward_to_go", discounting: Discounting = "relative",
         baseline: Baseline = "none", bootstrap_truncated: bool = True, normalize_advantage: bool = False,
@@ -55,6 +59,7 @@ class Reinforce(RLModule):
     ) -> None:
         """
         Args:
+            epochs: whole-rollout passes per rollout (the update schedule).
             lr, value_lr: step sizes η of the policy and ω of the value network (seed 004 Alg. 3.3); the
                 defaults are Spinning Up's VPG ones.
             optimizer: ``adam`` or plain gradient ascent ``sgd`` ("or other methods like Adam", seed 004 Alg. 3.1).
@@ -66,22 +71,22 @@ class Reinforce(RLModule):
             bootstrap_truncated: with the value baseline, continue returns cut by a time limit with V(final obs).
             normalize_advantage: standardise Φ over the rollout (all ranks) after the baseline (seed 002 "can help").
             normalization: ``trajectory`` (the seeds' mean over trajectories) or ``step`` (mean over steps).
-            policy_epochs: how many of the ``data.epochs`` passes also step the policy (the rest fit V only).
+            policy_epochs: how many of the ``epochs`` passes also step the policy (the rest fit V only).
             ent_coef: entropy bonus [NOT IN SEEDS]. max_grad_norm: per-network gradient-norm clip (None = off).
             hidden, activation: MLP sizes (default [64, 64]) and activation, for the policy and V.
             log_std_init: initial log-std of the Gaussian head. ortho_init: orthogonal initialisation.
             compile: ``torch.compile`` the policy-loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         if baseline == "optimal" and normalize_advantage:
             raise RecipeError("algo.baseline=optimal sets its own per-parameter baseline; use "
                               "algo.normalize_advantage=false")
         self.automatic_optimization = False
         self.gamma = gamma
         hidden = hidden if hidden is not None else [64, 64]
-        self.policy = PolicyNet(env_spec, hidden, activation, log_std_init, ortho_init)
-        self.value = value_net(env_spec, hidden, activation, ortho_init) if baseline == "value" else None
+        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
+        self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
         self._loss = torch.compile(self._policy_loss) if compile else self._policy_loss
         self._pass = 0
         self._scale = self._value_scale = torch.ones(())
@@ -96,12 +101,11 @@ class Reinforce(RLModule):
         params = self.policy(obs)
         return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
 
-    def on_fit_start(self) -> None:
-        dm: Any = self.trainer.datamodule  # type: ignore[attr-defined]
-        check_data("reinforce", dm)
-        if self.hp.policy_epochs > dm.epochs:
-            raise RecipeError(f"algo.policy_epochs={self.hp.policy_epochs} exceeds data.epochs={dm.epochs} (the "
-                              "passes over each rollout); raise data.epochs or lower algo.policy_epochs")
+    @classmethod
+    def check_hparams(cls, args: dict[str, Any]) -> None:
+        if args["policy_epochs"] > args["epochs"]:
+            raise RecipeError(f"algo.policy_epochs={args['policy_epochs']} exceeds algo.epochs={args['epochs']} (the "
+                              "passes over each rollout); raise algo.epochs or lower algo.policy_epochs")
 
     def _v(self, obs: torch.Tensor) -> torch.Tensor:
         assert self.value is not None
@@ -159,11 +163,9 @@ class Reinforce(RLModule):
         return linear_surrogate(list(params.values()), grads)
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
+        batch = self.next_batch(dataloader_iter)
         hp = self.hp
-        self.frames = batch.frames
         if batch.first:
-            self.add_episodes(batch.episodes)
             self._pass = 0
         td, mask = batch.td, batch.td["mask"].float()
         opts = self.optimizers()

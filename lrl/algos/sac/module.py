@@ -33,10 +33,11 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.sac.loss import actor_loss, alpha_loss, critic_loss, soft_q_target
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
 from lrl.networks import EnsembleMLP, TanhGaussianHead, mlp
 from lrl.networks.target import make_target, polyak_update_
+from lrl.spec import EnvSpec
 
 
 class Actor(nn.Module):
@@ -63,11 +64,10 @@ class _Explore(nn.Module):
 
 
 class SAC(RLModule):
-    default_datamodule = "replay"
-    action_kinds = ("continuous",)
+    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("continuous",))
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         lr: float = 3e-4, actor_lr: float | None = None, critic_lr: float | None = None,
         alpha_lr: float | None = None, gamma: float = 0.99, tau: float = 0.005, target_update_every: int = 1,
         alpha: float = 1.0, autotune_alpha: bool = True, target_entropy: float | None = None,
@@ -91,22 +91,22 @@ class SAC(RLModule):
             adam_eps: Adam ε.
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         hidden = hidden if hidden is not None else [256, 256]
         critic_hidden = critic_hidden if critic_hidden is not None else hidden
         if n_critics < 1 or alpha <= 0 or not 0.0 <= tau <= 1.0 or target_update_every < 1:
             raise RecipeError("sac: need algo.n_critics >= 1, algo.alpha > 0, 0 <= algo.tau <= 1 and "
                               "algo.target_update_every >= 1")
-        self.actor = Actor(env_spec, hidden, activation, log_std_min, log_std_max)
-        self.critic = EnsembleMLP(n_critics, env_spec.obs_dim + env_spec.action_dim, critic_hidden, 1, activation)
+        self.actor = Actor(spec, hidden, activation, log_std_min, log_std_max)
+        self.critic = EnsembleMLP(n_critics, spec.obs_dim + spec.action_dim, critic_hidden, 1, activation)
         self.critic_target = make_target(self.critic)
         log_alpha = torch.tensor(math.log(alpha))
         if autotune_alpha:
             self.log_alpha = nn.Parameter(log_alpha)
         else:
             self.register_buffer("log_alpha", log_alpha)
-        self.target_entropy = float(target_entropy if target_entropy is not None else -env_spec.action_dim)
+        self.target_entropy = float(target_entropy if target_entropy is not None else -spec.action_dim)
         self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
 
     # --- acting ------------------------------------------------------------------------------------------------
@@ -156,10 +156,7 @@ class SAC(RLModule):
         return {"loss": sum(losses.values()), **out}  # type: ignore[dict-item]
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
-        self.frames = batch.frames
-        if batch.episodes:
-            self.add_episodes(batch.episodes)
+        batch = self.next_batch(dataloader_iter)
         td = batch.td
         out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),
                          td["next", "observation"], td["next", "terminated"].squeeze(-1))

@@ -36,18 +36,18 @@ from lrl.algos.sarsa.loss import (
     rollout_cuts,
     sarsa_target,
 )
-from lrl.data.env import EnvSpec
-from lrl.errors import RecipeError
+from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.networks import mlp
 from lrl.networks.target import hard_update_, make_target, polyak_update_
+from lrl.spec import EnvSpec
 
 
 class SARSA(RLModule):
-    default_datamodule = "onpolicy"
-    action_kinds = ("discrete",)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, actions=("discrete",))
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
+        epochs: int = 1, minibatch_size: int | None = None,
         lr: float = 1e-4, lr_schedule: Literal["constant", "linear"] = "constant", gamma: float = 0.99,
         hidden: list[int] | None = None, activation: str = "relu",
         expected: bool = False, loss: Literal["huber", "mse"] = "huber",
@@ -58,6 +58,8 @@ class SARSA(RLModule):
     ) -> None:
         """
         Args:
+            epochs, minibatch_size: the update schedule: ``epochs`` passes over each rollout in shuffled
+                minibatches of ``minibatch_size`` samples (global across ranks; None = the whole rollout).
             lr, adam_eps: Adam step size and ε (the seed: "a gradient step, or other methods like Adam").
             lr_schedule: ``constant``, or ``linear`` to 0 over ``budget.frames`` (as SB3's schedules).
             gamma: discount.
@@ -72,20 +74,12 @@ class SARSA(RLModule):
             max_grad_norm: global gradient-norm clip (None = off).
             compile: ``torch.compile`` the loss computation.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.gamma = gamma
-        self.q = mlp(env_spec.obs_dim, hidden if hidden is not None else [64, 64], env_spec.action_dim, activation)
+        self.q = mlp(spec.obs_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
         self.q_target = make_target(self.q) if target_update != "none" else None
         self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
-
-    def setup(self, stage: str) -> None:
-        from lrl.data.onpolicy import OnPolicyDataModule
-
-        dm = self.trainer.datamodule  # type: ignore[attr-defined]
-        if dm is not None and not isinstance(dm, OnPolicyDataModule):
-            raise RecipeError("sarsa is on-policy: it learns from fresh rollouts of its own ε-greedy policy, not "
-                              "from a replay buffer; use data.name: onpolicy (or algo.name: dqn for replay)")
 
     # --- acting ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -93,11 +87,11 @@ class SARSA(RLModule):
 
     def epsilon(self) -> float:
         hp = self.hp
-        return epsilon(self.frames, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
+        return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
     def collection_policy(self) -> nn.Module:
-        """π: ε-greedy over the online Q (the DataModule sets ``self.frames`` before each rollout)."""
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.env_spec.action_dim)
+        """π: ε-greedy over the online Q (the DataModule sets ``self.clock`` before each rollout)."""
+        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -109,7 +103,8 @@ class SARSA(RLModule):
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
         # a' at a cut is the draw the collector would have made next: same policy, same generator
-        generator = self.trainer.datamodule.collector.generator  # type: ignore[attr-defined]
+        generator = data_source(self.trainer).acting_generator()
+        assert generator is not None, "sarsa acts through a collector"
         return self.annotate(td, generator)
 
     @torch.no_grad()
@@ -142,10 +137,8 @@ class SARSA(RLModule):
         return {"loss": td_loss(q_taken, y, hp.loss), "q": q_taken.detach().mean(), "y": y.mean()}
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
-        self.frames = batch.frames
+        batch = self.next_batch(dataloader_iter)
         if batch.first:
-            self.add_episodes(batch.episodes)
             lr = self.scheduled_lr(batch.progress_remaining)
             self.record(**{"stats/lr": lr})
         td = batch.td

@@ -26,7 +26,7 @@ from torch import nn
 from lrl.algos.base import RLModule
 from lrl.algos.ddpg.module import adam_pair, manual_step
 from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -34,15 +34,15 @@ from lrl.networks.deterministic import (
     make_noise,
     noise_std,
 )
+from lrl.spec import EnvSpec
 
 
 class TD3(RLModule):
-    default_datamodule = "replay"
-    action_kinds = ("continuous",)
+    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("continuous",))
     ddp_find_unused_parameters = True  # the actor gets no gradient on delayed steps
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         lr: float = 1e-3, actor_lr: float | None = None, gamma: float = 0.99, tau: float = 0.005,
         actor_tau: float | None = None, n_critics: int = 2, policy_delay: int = 2,
         target_policy_noise: float = 0.2, target_noise_clip: float = 0.5,
@@ -71,10 +71,10 @@ class TD3(RLModule):
             adam_eps: Adam ε.
             compile: ``torch.compile`` the loss computations.
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = False
-        self.ac = DeterministicActorCritic(env_spec, hidden if hidden is not None else [400, 300], activation,
+        self.ac = DeterministicActorCritic(spec, hidden if hidden is not None else [400, 300], activation,
                                            n_critics=n_critics, critic_hidden=critic_hidden)
         self._noise = make_noise(exploration, ou_theta, ou_dt)
         self.updates = 0  # critic updates so far (the n of Alg. 10.1); checkpointed
@@ -86,7 +86,7 @@ class TD3(RLModule):
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
         hp = self.hp
-        return noise_std(self.frames, hp.exploration_std, hp.exploration_std_final, hp.exploration_decay_frames)
+        return noise_std(self.clock, hp.exploration_std, hp.exploration_std_final, hp.exploration_decay_frames)
 
     def collection_policy(self) -> nn.Module:
         return NoisyDeterministicPolicy(self.ac.actor, self._noise, self.exploration_std)
@@ -120,11 +120,9 @@ class TD3(RLModule):
         return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
+        batch = self.next_batch(dataloader_iter)
         hp = self.hp
-        self.frames = batch.frames
         if batch.first:
-            self.add_episodes(batch.episodes)
             self.record(**{"stats/exploration_std": self.exploration_std()})
         td = batch.td
         obs, action = td["observation"], td["action"]

@@ -1,8 +1,7 @@
 """Trust Region Policy Optimisation and the Natural Policy Gradient (Schulman et al. 2015; Kakade 2002).
 
 Seeds: 004 ch. 6 (Alg. 6.1, NPG) and ch. 7 (Alg. 7.1, TRPO), 003 (Algs. 1–3: "TRPO = NPG + line search"),
-000 §1/§3, 001 §4.5. One update per rollout, on the whole rollout (``data.minibatch_size: null``,
-``data.epochs: 1``):
+000 §1/§3, 001 §4.5. One update per rollout, on the whole rollout (declared in ``consumes``):
 
 1. :meth:`process_rollout` (no gradients): V(s_t), V(s'_t), GAE(γ, λ) advantages and λ-return value targets.
    λ = 1 gives the seeds' Monte-Carlo advantage Â_t = G_t − V(s_t) (Alg. 6.1/7.1), bootstrapped from V at
@@ -32,7 +31,7 @@ from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage, value_loss
 from lrl.algos.ppo.module import _Explore
 from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
-from lrl.data.env import EnvSpec
+from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
 from lrl.estimators import annotate_gae
 from lrl.estimators.cg import conjugate_gradient
@@ -46,17 +45,20 @@ from lrl.estimators.fisher import (
     subsample,
 )
 from lrl.networks import ActorCritic, CategoricalHead
+from lrl.spec import EnvSpec
 
 
 class TRPO(RLModule):
     """TRPO: the natural-gradient step of NPG followed by a backtracking line search on the real KL and
     surrogate (seed 004 Alg. 7.1). See the module docstring for the update, ``__init__`` for the options."""
 
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True)
+
     ddp_find_unused_parameters = True  # critic steps leave the actor's parameters without gradients
     line_search_default: ClassVar[bool] = True
 
     def __init__(
-        self, env_spec: EnvSpec, *,
+        self, spec: EnvSpec, *,
         max_kl: float = 0.01, line_search: bool | None = None, backtrack_coef: float = 0.8, max_backtracks: int = 10,
         step_size: float | None = None, cg_iterations: int = 10, cg_residual_tol: float = 1e-10,
         damping: float = 0.1, fvp_fraction: float = 1.0, fvp_method: Literal["hessian", "jmj"] = "hessian",
@@ -85,8 +87,8 @@ class TRPO(RLModule):
             ortho_init, adam_eps: reference-implementation initialisation and critic Adam ε.
             compile: ``torch.compile`` the critic loss (the policy step needs double backprop, not compiled).
         """
-        super().__init__(env_spec)
-        self.save_hyperparameters(ignore=["env_spec"])
+        super().__init__(spec)
+        self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = False
         if not 0.0 < fvp_fraction <= 1.0:
             raise RecipeError(f"algo.fvp_fraction={fvp_fraction} must be in (0, 1]")
@@ -94,7 +96,7 @@ class TRPO(RLModule):
             raise RecipeError(f"algo.backtrack_coef={backtrack_coef} must be in (0, 1)")
         self.gamma = gamma
         self.line_search = self.line_search_default if line_search is None else line_search
-        self.net = ActorCritic(env_spec, hidden if hidden is not None else [64, 64], activation, False,
+        self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, False,
                                log_std_init, ortho_init)
         self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
         self._seed = torch.initial_seed()  # seeded by the launcher: per-rollout generators below are reproducible
@@ -122,10 +124,6 @@ class TRPO(RLModule):
 
     # --- update ------------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        dm: Any = self.trainer.datamodule  # type: ignore[attr-defined]
-        if getattr(dm, "minibatch_size", None) is not None or getattr(dm, "epochs", 1) != 1:
-            raise RecipeError("npg/trpo take one step per rollout on the whole rollout: set data.minibatch_size=null "
-                              "and data.epochs=1 (the value fit uses algo.critic_minibatch_size/critic_epochs)")
         mb, world = self.hp.critic_minibatch_size, self.trainer.world_size
         if mb is not None and mb % world:
             raise RecipeError(f"algo.critic_minibatch_size={mb} must be divisible by the number of processes ({world})")
@@ -204,9 +202,7 @@ class TRPO(RLModule):
                 self.record(**{"loss/value": loss.detach()})
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
-        batch, _, _ = next(dataloader_iter)
-        self.frames = batch.frames
-        self.add_episodes(batch.episodes)
+        batch = self.next_batch(dataloader_iter)
         td = batch.td
         obs, adv = td["observation"], td["advantage"]
         if self.hp.normalize_advantage:

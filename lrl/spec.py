@@ -1,0 +1,100 @@
+"""The neutral spec: what an algorithm needs to know about its data to build its networks (docs/contract.md §2).
+
+A spec is produced by the data source itself: an environment probe (:func:`spec_from_spaces`), a dataset's
+metadata (:func:`spec_from_dict`), or, for language models, a tokenizer. ``networks/`` and the algorithms depend on
+this file only, never on ``data/``.
+
+Observations are one of
+- ``box``: a real vector/array of ``obs_shape``;
+- ``goal``: a gymnasium ``Dict`` with ``observation``, ``desired_goal`` and ``achieved_goal`` (``obs_shape`` is the
+  observation's, ``goal_shape`` the goals');
+- ``tokens``: token-id sequences over ``vocab_size`` ids.
+
+Actions are ``discrete`` (``action_dim`` choices), ``continuous`` (``action_dim`` dimensions in
+[``action_low``, ``action_high``]) or ``token`` (one of ``vocab_size`` ids).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from lrl.errors import RecipeError
+
+ObsKind = Literal["box", "goal", "tokens"]
+ActionKind = Literal["discrete", "continuous", "token"]
+GOAL_KEYS = ("observation", "desired_goal", "achieved_goal")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Observation and action description of a data source; ``id`` names it (env id, dataset or tokenizer)."""
+
+    id: str
+    obs_shape: tuple[int, ...]
+    action_kind: ActionKind
+    action_dim: int  # number of actions (discrete), action dimensions (continuous), vocabulary size (token)
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
+    obs_kind: ObsKind = "box"
+    goal_shape: tuple[int, ...] | None = None
+    vocab_size: int | None = None
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.obs_shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+EnvSpec = Spec  # the name used before Contract v2; checkpoints and user code written against it keep working
+
+
+def spec_from_dict(d: dict[str, Any]) -> Spec:
+    """A spec from its dict form (checkpoints, dataset metadata); unknown fields are refused with one line."""
+    fields = {f.name for f in dataclasses.fields(Spec)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise RecipeError(f"spec: unknown field '{unknown[0]}'; known: {', '.join(sorted(fields))}")
+    d = dict(d)
+    for k in ("obs_shape", "action_low", "action_high", "goal_shape"):
+        if d.get(k) is not None:
+            d[k] = tuple(d[k])
+    try:
+        spec = Spec(**d)
+    except TypeError as err:
+        raise RecipeError(f"spec: {err}") from None
+    if spec.action_kind not in ("discrete", "continuous", "token") or spec.obs_kind not in ("box", "goal", "tokens"):
+        raise RecipeError(f"spec: action_kind={spec.action_kind!r} / obs_kind={spec.obs_kind!r} not understood")
+    if spec.action_dim < 1 or any(n < 1 for n in spec.obs_shape):
+        raise RecipeError(f"spec: action_dim and obs_shape must be positive (got {spec.action_dim}, {spec.obs_shape})")
+    return spec
+
+
+def spec_from_spaces(source_id: str, obs_space: Any, act_space: Any) -> Spec:
+    """A spec from gymnasium spaces: Box or goal-Dict observations; Discrete or 1-D Box actions."""
+    import gymnasium as gym
+
+    goal_shape: tuple[int, ...] | None = None
+    obs_kind: ObsKind = "box"
+    if isinstance(obs_space, gym.spaces.Dict) and set(GOAL_KEYS) <= set(obs_space.spaces):
+        parts = [obs_space.spaces[k] for k in GOAL_KEYS]
+        if not all(isinstance(p, gym.spaces.Box) for p in parts):
+            raise RecipeError(f"{source_id}: goal observation parts must be Box spaces ({obs_space})")
+        goal_shape, obs_kind = tuple(obs_space.spaces["desired_goal"].shape), "goal"
+        obs_space = obs_space.spaces["observation"]
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise RecipeError(f"{source_id}: observation space {obs_space} is not supported (Box, or a Dict with "
+                          f"{', '.join(GOAL_KEYS)})")
+    obs_shape = tuple(obs_space.shape)
+    if isinstance(act_space, gym.spaces.Discrete):
+        return Spec(source_id, obs_shape, "discrete", int(act_space.n), obs_kind=obs_kind, goal_shape=goal_shape)
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return Spec(source_id, obs_shape, "continuous", int(act_space.shape[0]),
+                    tuple(float(x) for x in act_space.low), tuple(float(x) for x in act_space.high),
+                    obs_kind=obs_kind, goal_shape=goal_shape)
+    raise RecipeError(f"{source_id}: action space {act_space} is not supported (Discrete or 1-D Box)")

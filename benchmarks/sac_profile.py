@@ -103,8 +103,8 @@ def loop_ms_per_frame(hidden: int, short: int, long: int) -> float:
 
     logging.disable(logging.WARNING)
     os.chdir(tempfile.mkdtemp(prefix="lrl-sac-profile-"))
-    quiet = ["eval.every_frames=0", "eval.final=false", "checkpoint.every_frames=0", f"algo.hidden=[{hidden},{hidden}]",
-             "tracking.log_every_frames=1000000"]
+    quiet = ["eval.every=0", "eval.final=false", "checkpoint.every=0", f"algo.hidden=[{hidden},{hidden}]",
+             "tracking.log_every=1000000"]
     out = {}
     for i, frames in enumerate((short, long, short, long)):
         start = time.perf_counter()

@@ -25,7 +25,7 @@ Protocol
   device cpu). ``--frames`` is lrl's ``budget.frames`` and SB3's ``total_timesteps``, and the SB3 mapping sees it
   as ``budget.frames`` too (DQN's ε schedule is a fraction of it).
   lrl runs the recipe unchanged except ``seed``, ``budget.frames`` and switching off everything that SB3 does not
-  do during ``learn``: ``eval.every_frames=0 eval.final=false checkpoint.every_frames=0`` (lrl still writes its
+  do during ``learn``: ``eval.every=0 eval.final=false checkpoint.every=0`` (lrl still writes its
   final ``last.ckpt`` and logs training metrics to MLflow, which counts against it).
 * Every training run is a fresh subprocess of this script (``--worker lrl|sb3``), so imports, thread settings and
   allocator state do not leak between runs. Seeds are interleaved and the order alternates (seed 0: lrl then
@@ -165,14 +165,15 @@ def ppo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
     data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
-    mb = data.take("minibatch_size")
+    data.expect("streams", None, why="SB3 has no extra data streams")
+    mb = algo.take("minibatch_size")
     out = {
         **_on_policy_common(recipe, algo),
         "learning_rate": _schedule(algo.take("lr"), algo.take("lr_schedule")),
         "clip_range": _schedule(algo.take("clip_range"), algo.take("clip_schedule")),
         "clip_range_vf": algo.take("clip_range_vf"), "vf_coef": algo.take("vf_coef"),
         "ent_coef": algo.take("ent_coef"), "max_grad_norm": _grad_norm(algo.take("max_grad_norm")),
-        "target_kl": algo.take("target_kl"), "n_epochs": data.take("epochs"),
+        "target_kl": algo.take("target_kl"), "n_epochs": algo.take("epochs"),
         "batch_size": mb if mb is not None else recipe["data"]["frames_per_batch"],
         "policy_kwargs": _policy_kwargs(algo, ("Adam", {"eps": algo.take("adam_eps")})),
     }
@@ -186,8 +187,7 @@ def a2c_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
     data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
-    data.expect("minibatch_size", None, why="A2C updates on the whole rollout")
-    data.expect("epochs", 1, why="A2C takes one step per rollout")
+    data.expect("streams", None, why="SB3 has no extra data streams")  # one whole-rollout step: declared by A2C
     algo.expect("critic_lr", None, why="SB3's A2C has one learning rate")
     algo.expect("critic_lambda", None, recipe["algo"]["gae_lambda"], why="SB3's value target is the GAE λ-return")
     if algo.take("optimizer") == "rmsprop":
@@ -217,8 +217,7 @@ def trpo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])
     data.ignore("frames_per_batch", "collector")  # -> n_steps; the collector does not change what is learned
     data.expect("complete_episodes", False, why="SB3's rollouts are n_steps long, cut mid-episode")
-    data.expect("minibatch_size", None, why="TRPO's policy step uses the whole rollout")
-    data.expect("epochs", 1, why="TRPO takes one policy step per rollout")
+    data.expect("streams", None, why="SB3 has no extra data streams")  # one whole-rollout step: declared by TRPO
     algo.expect("line_search", None, True, why="sb3_contrib's TRPO always line-searches (no NPG mode)")
     algo.expect("step_size", None, why="sb3_contrib's step is always sqrt(2δ / xᵀFx)")
     algo.expect("fvp_fraction", 1.0, why="sb3_contrib's sub_sampling_factor subsamples the whole step, not the FVP")
@@ -263,6 +262,7 @@ def _replay(recipe: dict[str, Any], data: _Section) -> dict[str, Any]:
     if fps % n:
         raise MappingError(f"data.frames_per_step={fps} is not a multiple of env.num_envs={n}")
     data.expect("random_warmup", True, why="SB3 always acts uniformly at random before learning_starts")
+    data.expect("streams", None, why="SB3 has no extra data streams")
     data.ignore("storage", "buffer_device")  # where the buffer lives, not what is in it
     return {"buffer_size": data.take("buffer_size"), "batch_size": data.take("batch_size"),
             "learning_starts": data.take("learning_starts"), "train_freq": fps // n,
@@ -535,8 +535,8 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     launch.run = timed_run  # type: ignore[assignment]
     pl.Trainer.fit = timed_fit  # type: ignore[method-assign]
 
-    overrides = [f"seed={args.seed}", f"budget.frames={args.frames}", "eval.every_frames=0", "eval.final=false",
-                 "checkpoint.every_frames=0"]
+    overrides = [f"seed={args.seed}", f"budget.frames={args.frames}", "eval.every=0", "eval.final=false",
+                 "checkpoint.every=0"]
     if args.precision:
         overrides.append(f"trainer.precision={args.precision}")
     if args.device == "cuda":
@@ -552,7 +552,7 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     ev = launch.evaluate_run(run_dir, episodes=args.episodes, seed=args.eval_seed)
     eval_s = time.perf_counter() - t_eval
     return {
-        "frames": int(result.frames),  # type: ignore[union-attr]
+        "frames": int(result.clock),  # type: ignore[union-attr]
         "train_s": marks["fit_end"] - marks["start"], "fit_s": marks["fit_end"] - marks["fit_start"],
         "call_s": call_s, "eval_s": eval_s, "torch_threads": threads,
         "return_mean": float(ev["return_mean"]), "return_std": float(ev["return_std"]),

@@ -65,10 +65,10 @@ def _report(out: Any) -> None:
     if out.mlflow_run_id is None:  # a DDP child process
         return
     if out.interrupted:
-        typer.echo(f"interrupted at {out.frames:,} frames; checkpoint written. Continue with: lrl resume {out.run_dir}",
-                   err=True)
+        typer.echo(f"interrupted at {out.clock:,} {out.clock_unit}; checkpoint written. Continue with: "
+                   f"lrl resume {out.run_dir}", err=True)
         return
-    msg = f"done: {out.frames:,} frames, run dir {out.run_dir}, MLflow run {out.mlflow_run_id}"
+    msg = f"done: {out.clock:,} {out.clock_unit}, run dir {out.run_dir}, MLflow run {out.mlflow_run_id}"
     if out.eval:
         msg += f", eval return {out.eval['return_mean']:.1f} ± {out.eval['return_std']:.1f}"
     typer.echo(msg, err=True)
@@ -106,7 +106,8 @@ def eval_(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(f"{result['env']} @ {result['frames']:,} frames: return {result['return_mean']:.2f} ± "
+        typer.echo(f"{result['env']} @ {result['clock']:,} {result['clock_unit']}: "
+                   f"return {result['return_mean']:.2f} ± "
                    f"{result['return_std']:.2f} over {episodes} episodes (min {result['return_min']:.1f}, "
                    f"max {result['return_max']:.1f})")
 
@@ -123,9 +124,9 @@ def ls() -> None:
     typer.echo("recipes:")
     for name in shipped_recipes():
         data = yaml.safe_load(find_recipe(name).read_text())
-        env = data.get("env", {}).get("id", "?")
-        typer.echo(f"  {name:<28} {data.get('algo', {}).get('name', '?'):<10} {env:<20} "
-                   f"{data.get('budget', {}).get('frames', 0):>10,} frames")
+        env = (data.get("env") or {}).get("id", "-")
+        unit, amount = next(iter((data.get("budget") or {"?": 0}).items()))
+        typer.echo(f"  {name:<28} {data.get('algo', {}).get('name', '?'):<10} {env:<20} {amount:>10,} {unit}")
     typer.echo("algorithms: " + ", ".join(sorted(ALGORITHMS)))
 
 

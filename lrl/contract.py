@@ -8,7 +8,7 @@ across by attribute.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from lrl.spec import Spec
+
+# The acting policy handed from the module to the source: observations (+ the collector's generator) ->
+# {"action": ..., and whatever the update needs, e.g. "sample_log_prob"}.
+CollectionPolicy = Callable[["torch.Tensor", "torch.Generator"], dict[str, "torch.Tensor"]]
 
 ClockUnit = Literal["frames", "steps", "samples", "tokens", "prompts"]
 CLOCK_UNITS: tuple[ClockUnit, ...] = ("frames", "steps", "samples", "tokens", "prompts")
@@ -47,6 +51,7 @@ class Batch:
     first: bool  # first minibatch of its rollout
     episodes: list[tuple[float, int]] = field(default_factory=list)  # (return, length) finished since the last one
     streams: dict[str, TensorDict] = field(default_factory=dict)  # the other named streams' minibatches
+    stream_first: dict[str, bool] = field(default_factory=dict)  # per stream: this minibatch begins a new pass
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def resolve_checkpoint(target: str | Path) -> Path:
         last = ckdir / "last.ckpt"
         if last.is_file():
             return last
-        periodic = sorted(ckdir.glob("frames-*.ckpt"))
+        periodic = sorted(ckdir.glob("[a-z]*-[0-9]*.ckpt"))  # frames-…, steps-…: one unit per run
         if periodic:
             return periodic[-1]
         raise LrlError(f"no checkpoint in '{target}' (expected checkpoints/last.ckpt); is it an lrl run directory?")
@@ -75,7 +75,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise LrlError(f"checkpoint '{path}' is unreadable or corrupt ({type(err).__name__}); "
-                       "use another checkpoint of the run (checkpoints/frames-*.ckpt)") from None
+                       "use another checkpoint of the run (checkpoints/<unit>-*.ckpt)") from None
     if not isinstance(ckpt, dict) or "lrl" not in ckpt:
         raise LrlError(f"'{path}' is not an lrl checkpoint (no run information in it)")
     return ckpt
@@ -109,7 +109,8 @@ def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, dev
     module = algorithm_class(recipe.algo["name"])(spec, **{**algo, "compile": False})
     module.load_state_dict(ckpt["state_dict"])
     module.to(device)
-    return Policy(module, _obs_stats(ckpt), recipe.env.clip_obs, deterministic)
+    clip_obs = recipe.env.clip_obs if recipe.env is not None else 10.0
+    return Policy(module, _obs_stats(ckpt), clip_obs, deterministic)
 
 
 def load_policy(target: str | Path, deterministic: bool = True, device: str = "cpu") -> Policy:

@@ -24,16 +24,17 @@ from lrl.recipe.load import apply_overrides
 log = logging.getLogger("lrl")
 
 RUN_DIR_ENV = "LRL_RUN_DIR"  # rank 0 hands its run directory to the DDP processes it launches
-RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every_frames")
+RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every")
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    frames: int
+    clock: int  # where the run stopped, in its recipe's clock unit
     interrupted: bool
     eval: dict[str, Any] | None
     mlflow_run_id: str | None
+    clock_unit: str = "frames"
 
 
 def _is_child_rank() -> bool:
@@ -45,15 +46,22 @@ def _default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / recipe.name / stamp
 
 
-def _check_action_space(recipe: Recipe, env_spec: Any) -> None:
-    from lrl.recipe.registry import algorithm_class
+def probe_spec(recipe: Recipe) -> Any:
+    """The spec from the source itself (an env probe, a dataset's metadata), checked against what the algorithm
+    consumes (docs/contract.md §2-3)."""
+    from lrl.recipe.registry import algorithm_class, datamodule_class
 
     cls = algorithm_class(recipe.algo["name"])
-    if env_spec.action_kind not in cls.action_kinds:
-        raise RecipeError(
-            f"algo.name={recipe.algo['name']} needs {' or '.join(cls.action_kinds)} actions, but {env_spec.id} "
-            f"has {env_spec.action_kind} actions; pick another algorithm or environment"
-        )
+    data = {k: v for k, v in recipe.data.items() if k != "name"}
+    spec = datamodule_class(recipe.data["name"]).probe_spec(recipe.env, data)
+    name = recipe.algo["name"]
+    if spec.action_kind not in cls.consumes.actions:
+        raise RecipeError(f"algo.name={name} needs {' or '.join(cls.consumes.actions)} actions, but {spec.id} has "
+                          f"{spec.action_kind} actions; pick another algorithm or environment")
+    if spec.obs_kind not in cls.consumes.observations:
+        raise RecipeError(f"algo.name={name} takes {' or '.join(cls.consumes.observations)} observations, but "
+                          f"{spec.id} has {spec.obs_kind} observations; pick another algorithm or source")
+    return spec
 
 
 def _strategy(recipe: Recipe, module: Any) -> Any:
@@ -97,32 +105,34 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     """Build everything from a validated recipe and fit. Rank 0 writes; other ranks only compute."""
     import lightning as L
 
-    from lrl.callbacks import Evaluation, FrameCheckpoint, FrameProgress, RunInfo
-    from lrl.data.env import probe_env_spec
+    from lrl.callbacks import ClockCheckpoint, ClockProgress, Evaluation, RunInfo
+    from lrl.contract import schedule_of
     from lrl.recipe.registry import algorithm_class, datamodule_class
     from lrl.tracking import log_run_artifacts, make_logger
     from lrl.tracking.mlflow import flatten
 
     _quiet()
     _threads(recipe)
-    env_spec = probe_env_spec(recipe.env)
-    _check_action_space(recipe, env_spec)
+    spec = probe_spec(recipe)
     L.seed_everything(recipe.seed, workers=False, verbose=False)
+    algo_cls = algorithm_class(recipe.algo["name"])
     algo = {k: v for k, v in recipe.algo.items() if k != "name"}
-    module = algorithm_class(recipe.algo["name"])(env_spec, **algo)
-    module.log_every_frames = recipe.tracking.log_every_frames
+    module = algo_cls(spec, **algo)
+    module.log_every = recipe.tracking.log_every
     data = {k: v for k, v in recipe.data.items() if k != "name"}
+    budget, unit = recipe.budget.amount, recipe.budget.unit
     datamodule = datamodule_class(recipe.data["name"])(
-        env=recipe.env, spec=env_spec, seed=recipe.seed, budget_frames=recipe.budget.frames, **data)
+        env=recipe.env, spec=spec, seed=recipe.seed, budget=budget, clock_unit=unit,
+        schedule=schedule_of(algo, algo_cls.consumes), **data)
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
     logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or recipe.name,
                          run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
-    ckpt_cb = FrameCheckpoint(run_dir / "checkpoints", recipe.budget.frames, recipe.checkpoint.every_frames)
-    eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed)
-    callbacks = [ckpt_cb, eval_cb, FrameProgress(recipe.budget.frames),
-                 RunInfo(recipe.to_dict(), env_spec, run_dir, tracking_uri)]
+    ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit)
+    eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
+    callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
+                 RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri)]
     trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -135,10 +145,9 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
         raise RecipeError(f"trainer: {err}") from None
-    check_sizes = getattr(datamodule, "_check_sizes", None)
-    if check_sizes is not None:  # before any process is launched: one error line, not one per rank
-        datamodule.world_size = trainer.world_size
-        check_sizes()
+    # before any process is launched: one error line, not one per rank
+    datamodule.check_args(data, recipe.env, schedule_of(algo, algo_cls.consumes), algo_cls.consumes,
+                          trainer.world_size)
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
     try:
@@ -147,21 +156,21 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     except KeyboardInterrupt:
         raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is intact") from None
     if not trainer.is_global_zero:
-        return RunResult(run_dir, datamodule.final_frames, ckpt_cb.interrupted, None, None)
+        return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, None, None, unit)
     last = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt_cb.interrupted:
         log_run_artifacts(logger, run_dir, last)
     logger.finalize("KILLED" if ckpt_cb.interrupted else "success")
-    return RunResult(run_dir, datamodule.final_frames, ckpt_cb.interrupted, eval_cb.last, logger.run_id)
+    return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, eval_cb.last if eval_cb else None,
+                     logger.run_id, unit)
 
 
 def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,
           tracking_uri: str | None = None, dry_run: bool = False) -> RunResult | Recipe:
-    from lrl.data.env import probe_env_spec
     from lrl.tracking import check_reachable, resolve_tracking_uri
 
     recipe = load(recipe_ref, overrides or [])
-    _check_action_space(recipe, probe_env_spec(recipe.env))
+    probe_spec(recipe)
     uri = resolve_tracking_uri(tracking_uri, recipe.tracking.tracking_uri)
     if dry_run:
         return recipe
@@ -197,9 +206,11 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
             raise RecipeError(f"override '{text}': a resumed run keeps its algorithm, environment and data; only "
                               f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can change")
     recipe = validate(apply_overrides(info["recipe"], overrides or []), source=f"checkpoint {ckpt_path}")
-    if info["frames"] >= recipe.budget.frames and not overrides:
-        log.warning("the run already reached budget.frames=%d; pass budget.frames=N to extend it",
-                    recipe.budget.frames)
+    clock = info["clock"] if "clock" in info else info["frames"]  # "frames": checkpoints before Contract v2
+    if clock >= recipe.budget.amount and not overrides:
+        unit = recipe.budget.unit
+        log.warning("the run already reached budget.%s=%d; pass budget.%s=N to extend it", unit,
+                    recipe.budget.amount, unit)
     uri = tracking_uri or info.get("tracking_uri") or recipe.tracking.tracking_uri
     if uri is None:
         from lrl.tracking import resolve_tracking_uri
@@ -221,8 +232,12 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
     ckpt = read_checkpoint(ckpt_path)
     policy = policy_from_checkpoint(ckpt, deterministic)
     recipe = validate(ckpt["lrl"]["recipe"], source=f"checkpoint {ckpt_path}")
+    if recipe.env is None:
+        raise RecipeError(f"checkpoint {ckpt_path}: its recipe has no env: section to evaluate in")
     result = evaluate(policy, recipe.env, episodes, seed, Path(video_dir) if video_dir else None)
-    result.update({"checkpoint": str(ckpt_path), "frames": ckpt["lrl"]["frames"], "env": recipe.env.id})
+    info = ckpt["lrl"]
+    result.update({"checkpoint": str(ckpt_path), "clock": info.get("clock", info.get("frames")),
+                   "clock_unit": info.get("clock_unit", "frames"), "env": recipe.env.id})
     return result
 
 

@@ -85,7 +85,7 @@ def spec_from_spaces(source_id: str, obs_space: Any, act_space: Any) -> Spec:
         parts = [obs_space.spaces[k] for k in GOAL_KEYS]
         if not all(isinstance(p, gym.spaces.Box) for p in parts):
             raise RecipeError(f"{source_id}: goal observation parts must be Box spaces ({obs_space})")
-        goal_shape, obs_kind = tuple(obs_space.spaces["desired_goal"].shape), "goal"
+        goal_shape, obs_kind = tuple(int(n) for n in obs_space.spaces["desired_goal"].shape or ()), "goal"
         obs_space = obs_space.spaces["observation"]
     if not isinstance(obs_space, gym.spaces.Box):
         raise RecipeError(f"{source_id}: observation space {obs_space} is not supported (Box, or a Dict with "

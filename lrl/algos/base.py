@@ -26,7 +26,7 @@ class RLModule(L.LightningModule):
     def __init__(self, spec: Spec) -> None:
         super().__init__()
         self.spec = spec
-        self.log_every_frames = 2048  # set by the launcher from tracking.log_every_frames
+        self.log_every = 2048  # set by the launcher from tracking.log_every (clock units)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._episodes: list[tuple[float, int]] = []
@@ -115,7 +115,7 @@ class RLModule(L.LightningModule):
         if self._last_log is None:
             self._last_log = (self.clock, now)
         last_frames, last_time = self._last_log
-        if not force and self.clock - last_frames < self.log_every_frames:
+        if not force and self.clock - last_frames < self.log_every:
             return None
         out = {k: (self._sums[k] / self._counts[k]).item() for k in self._sums}
         if self._episodes:

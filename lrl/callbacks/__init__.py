@@ -1,8 +1,8 @@
-"""Frame-driven callbacks: budget, checkpoints + signals, evaluation, progress, run info."""
+"""Clock-driven callbacks: budget, checkpoints + signals, evaluation, progress, run info."""
 
-from lrl.callbacks.checkpoint import FrameCheckpoint
+from lrl.callbacks.checkpoint import ClockCheckpoint
 from lrl.callbacks.evaluation import Evaluation
-from lrl.callbacks.progress import FrameProgress
+from lrl.callbacks.progress import ClockProgress
 from lrl.callbacks.run_info import RunInfo
 
-__all__ = ["Evaluation", "FrameCheckpoint", "FrameProgress", "RunInfo"]
+__all__ = ["ClockCheckpoint", "ClockProgress", "Evaluation", "RunInfo"]

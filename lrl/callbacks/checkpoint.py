@@ -1,6 +1,7 @@
-"""Frame budget, periodic checkpoints, last.ckpt and graceful SIGINT/SIGTERM (DESIGN.md §6).
+"""The budget, periodic checkpoints, last.ckpt and graceful SIGINT/SIGTERM (DESIGN.md §6), in the recipe's clock
+(env frames, gradient steps, ...; docs/contract.md §4).
 
-All decisions are taken at rollout boundaries, where the DataModule's state says exactly what comes next.
+All decisions are taken at the data source's boundaries, where the DataModule's state says exactly what comes next.
 Under DDP the stop request (a signal seen by any rank) is all-reduced there, so every rank stops at the same
 step and takes part in the same ``trainer.save_checkpoint`` call. Files are written to a temporary name and
 renamed, so a hard kill never leaves a half-written checkpoint; it loses at most the frames since the last
@@ -21,16 +22,18 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from lrl.contract import data_source
+
 log = logging.getLogger(__name__)
 
 
-def ckpt_name(frames: int) -> str:
-    return f"frames-{frames:010d}.ckpt"
+def ckpt_name(clock: int, unit: str = "frames") -> str:
+    return f"{unit}-{clock:010d}.ckpt"
 
 
-class FrameCheckpoint(L.Callback):
-    def __init__(self, dirpath: Path, budget_frames: int, every_frames: int = 0) -> None:
-        self.dirpath, self.budget, self.every = Path(dirpath), budget_frames, every_frames
+class ClockCheckpoint(L.Callback):
+    def __init__(self, dirpath: Path, budget: int, every: int = 0, unit: str = "frames") -> None:
+        self.dirpath, self.budget, self.every, self.unit = Path(dirpath), budget, every, unit
         self.stop_requested = False
         self.interrupted = False
         self.reached_budget = False
@@ -46,7 +49,7 @@ class FrameCheckpoint(L.Callback):
                     "(Ctrl-C again to abort without saving)", signal.Signals(signum).name)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._bucket = trainer.datamodule.frames // self.every if self.every else 0  # type: ignore[attr-defined]
+        self._bucket = data_source(trainer).clock // self.every if self.every else 0
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old_handlers[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
@@ -66,16 +69,16 @@ class FrameCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        dm = trainer.datamodule  # type: ignore[attr-defined]
-        if not dm.at_boundary:
+        source = data_source(trainer)
+        if not source.at_boundary:
             return
-        frames = dm.frames
+        clock = source.clock
         stop = self._any_rank(self.stop_requested, pl_module)
-        self.reached_budget = frames >= self.budget
-        periodic = bool(self.every) and frames // self.every > self._bucket
+        self.reached_budget = clock >= self.budget
+        periodic = bool(self.every) and clock // self.every > self._bucket
         if periodic:
-            self._bucket = frames // self.every
-            path = self.save(trainer, ckpt_name(frames))
+            self._bucket = clock // self.every
+            path = self.save(trainer, ckpt_name(clock, self.unit))
             if trainer.is_global_zero:
                 _atomic_copy(path, self.dirpath / "last.ckpt")
         if stop or self.reached_budget:
@@ -88,9 +91,7 @@ class FrameCheckpoint(L.Callback):
         path = self.dirpath / name
         tmp = path.with_name(f".{name}.tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank contributes its state, rank 0 writes
-        write_sidecar = getattr(trainer.datamodule, "write_sidecar", None)  # type: ignore[attr-defined]
-        if write_sidecar is not None:
-            write_sidecar(self.dirpath)  # every rank its replay buffer, complete before the checkpoint appears
+        data_source(trainer).write_sidecar(self.dirpath)  # every rank its replay buffer, before the checkpoint appears
         trainer.strategy.barrier("lrl.checkpoint")
         if trainer.is_global_zero:
             os.replace(tmp, path)

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from lrl.contract import data_source
 from lrl.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,18 @@ class RunInfo(L.Callback):
 
     def run_id(self, trainer: L.Trainer) -> str | None:
         for logger in trainer.loggers:
-            if getattr(logger, "run_id", None):
-                return str(logger.run_id)  # type: ignore[attr-defined]
+            run_id = getattr(logger, "run_id", None)
+            if run_id:
+                return str(run_id)
         return None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["lrl"] = {
-            "format": 1,
+            "format": 2,  # 2: "spec", "clock", "clock_unit" (Contract v2)
             "recipe": self.recipe,
             "spec": self.spec.to_dict(),
-            "frames": trainer.datamodule.frames,  # type: ignore[attr-defined]
+            "clock": data_source(trainer).clock,
+            "clock_unit": data_source(trainer).clock_unit,
             "mlflow_run_id": self.run_id(trainer) if trainer.is_global_zero else None,
             "tracking_uri": self.tracking_uri,
         }

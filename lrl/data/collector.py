@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -39,13 +39,12 @@ import torch
 from tensordict import TensorDict
 from torchrl.collectors import BaseCollector
 
+from lrl.contract import CollectionPolicy
 from lrl.data.normalize import ObsNormalizer, RewardScaler
 from lrl.spec import EnvSpec
 
 log = logging.getLogger(__name__)
 
-# A collection policy: observation batch (+ the collector's generator) -> {"action": ..., other keys}.
-CollectionPolicy = Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
 
 
 def _mujoco_states(env: gym.vector.VectorEnv) -> list[Any] | None:
@@ -74,7 +73,8 @@ def _set_mujoco_states(env: gym.vector.VectorEnv, states: list[Any]) -> None:
     import mujoco
 
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    for e, (state, rng_state) in zip(env.envs, states, strict=True):  # type: ignore[attr-defined]
+    sync: Any = env  # a SyncVectorEnv (checked by the caller): its sub-envs
+    for e, (state, rng_state) in zip(sync.envs, states, strict=True):
         u = e.unwrapped
         u.np_random.bit_generator.state = rng_state
         mujoco.mj_setState(u.model, u.data, state, spec)
@@ -182,7 +182,8 @@ class VecEnvCollector(BaseCollector):
     def _rollout_episodes(self) -> TensorDict:
         """Whole episodes only: see the module docstring. Time-major growing buffers, ``[N, T_max]`` out."""
         N, share = self.num_envs, self.steps
-        envs = self.env.envs  # type: ignore[attr-defined]
+        sync: Any = self.env  # complete episodes need sync vectorisation (checked at validate time)
+        envs = sync.envs
         taken = np.zeros(N, np.int64)
         active = np.ones(N, bool)
         cap = 2 * share + 16

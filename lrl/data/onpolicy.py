@@ -2,7 +2,8 @@
 
 Each rollout: the collector steps ``frames_per_batch / world_size`` frames on this rank with the module's
 current ``collection_policy()``, the module annotates it (``process_rollout``: values, advantages, ...), and
-the stream yields ``epochs`` passes of shuffled minibatches of ``minibatch_size / world_size`` samples (or the
+the stream yields the algorithm's schedule (:class:`lrl.contract.Schedule`, from its ``epochs`` and
+``minibatch_size``): ``epochs`` passes of shuffled minibatches of ``minibatch_size / world_size`` samples (or the
 whole rollout when ``minibatch_size`` is None). The module pulls batches itself (``training_step(self,
 dataloader_iter)``), so nothing is collected ahead of an update and a checkpoint taken at a rollout boundary
 holds exactly what comes next.
@@ -18,12 +19,12 @@ rank's real (unpadded) steps.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from tensordict import TensorDict
 
-from lrl.contract import Batch
+from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
@@ -35,70 +36,83 @@ from lrl.spec import EnvSpec
 
 
 class OnPolicyDataModule(RankedDataModule):
-    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget_frames: int,
-                 frames_per_batch: int = 2048, minibatch_size: int | None = 64, epochs: int = 10,
-                 collector: Literal["lean", "torchrl"] = "lean", complete_episodes: bool = False) -> None:
+    clock_units: ClassVar[tuple[ClockUnit, ...]] = ("frames",)
+
+    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget: int, clock_unit: ClockUnit,
+                 schedule: Schedule, frames_per_batch: int = 2048,
+                 collector: Literal["lean", "torchrl"] = "lean", complete_episodes: bool = False,
+                 streams: dict[str, Any] | None = None) -> None:
         """
         Args:
             frames_per_batch: frames per rollout, global across ranks (``num_envs × steps per env``); with
                 ``complete_episodes`` the least number of frames, each env taking at least its share.
-            minibatch_size: samples per gradient step, global across ranks; None = the whole rollout.
-            epochs: passes over each rollout.
             collector: ``lean`` (in-process, fast, exact resume) or ``torchrl`` (TorchRL's stock ``Collector``).
             complete_episodes: rollouts of whole episodes only, each started and finished under the current
                 policy (``mask`` marks the real steps); lean collector and sync vectorisation only.
+            streams: further named offline streams, ``{name: {path, batch_size}}`` (:mod:`lrl.data.ranked`).
         """
-        super().__init__()
-        self.env_cfg, self.spec, self.seed, self.budget_frames = env, spec, seed, budget_frames
-        self.frames_per_batch, self.minibatch_size, self.epochs = frames_per_batch, minibatch_size, epochs
+        super().__init__(seed=seed, budget=budget, clock_unit=clock_unit, streams=streams)
+        self.env_cfg, self.spec = env, spec
+        self.frames_per_batch = frames_per_batch
+        self.minibatch_size, self.epochs = schedule.minibatch_size, schedule.epochs
         self.collector_kind = collector
         self.complete_episodes = complete_episodes
         self._frames = 0  # global frames, summed over ranks (complete_episodes only)
         self.collector: VecEnvCollector | None = None
-        self.world_size, self.rank = 1, 0
         self.rollouts = 0
-        self.final_frames = 0
         self._queue: list[torch.Tensor] = []
         self._flat: TensorDict | None = None
         self._perm_gen = torch.Generator()
         self._perm_gen.manual_seed(seed + 104729)
 
     # --- set-up -----------------------------------------------------------------------------------------
-    def _check_sizes(self) -> None:
-        w, n = self.world_size, self.env_cfg.num_envs
-        if n % w:
-            raise RecipeError(f"env.num_envs={n} must be divisible by the number of processes ({w})")
-        if self.frames_per_batch % n:
-            raise RecipeError(f"data.frames_per_batch={self.frames_per_batch} must be a multiple of env.num_envs={n}")
-        mb = self.minibatch_size
-        if self.complete_episodes:
-            if self.collector_kind != "lean":
+    @classmethod
+    def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
+                   world: int | None) -> None:
+        super().check_args(args, env, schedule, consumes, world)
+        assert env is not None
+        w, n, fpb, mb = world or 1, env.num_envs, args["frames_per_batch"], schedule.minibatch_size
+        if fpb % n:
+            raise RecipeError(f"data.frames_per_batch={fpb} must be a multiple of env.num_envs={n}")
+        if consumes.whole_episodes and not args["complete_episodes"]:
+            raise RecipeError("this algorithm needs whole episodes in every rollout: set data.complete_episodes=true")
+        if args["complete_episodes"]:
+            if args["collector"] != "lean":
                 raise RecipeError("data.complete_episodes=true needs data.collector=lean (it steps the sub-envs one "
                                   "by one); remove data.collector=torchrl")
-            if self.env_cfg.vectorization != "sync":
+            if env.vectorization != "sync":
                 raise RecipeError("data.complete_episodes=true needs env.vectorization=sync")
             if mb is not None and mb % w:
-                raise RecipeError(f"data.minibatch_size={mb} must be divisible by the number of processes ({w})")
-        elif mb is not None and (mb % w or self.frames_per_batch % mb):
-            raise RecipeError(f"data.minibatch_size={mb} must divide data.frames_per_batch={self.frames_per_batch}"
-                              f" and be divisible by the number of processes ({w})")
+                raise RecipeError(f"algo.minibatch_size={mb} must be divisible by the number of processes ({w})")
+        elif mb is not None and (mb % w or fpb % mb):
+            raise RecipeError(f"algo.minibatch_size={mb} must divide data.frames_per_batch={fpb} and be divisible by "
+                              f"the number of processes ({w})")
+
+    def _check_sizes(self) -> None:
+        args = {"frames_per_batch": self.frames_per_batch, "complete_episodes": self.complete_episodes,
+                "collector": self.collector_kind}
+        self.check_args(args, self.env_cfg, Schedule(self.epochs, self.minibatch_size), Consumes(sources=()),
+                        self.world_size)
 
     def train_dataloader(self) -> BatchStream:
         trainer = self.trainer
-        module: Any = trainer.lightning_module  # type: ignore[union-attr]
-        self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
+        assert trainer is not None
+        module = learner(trainer)
+        device = trainer.lightning_module.device
+        self.world_size, self.rank = trainer.world_size, trainer.global_rank
         self._check_sizes()
+        self._setup_streams(device)
         if self.collector is None:
             local_envs = self.env_cfg.num_envs // self.world_size
             first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
             cfg = self.env_cfg
             obs_norm = ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
-            gamma = float(getattr(module, "gamma", 0.99))
+            gamma = module.discount if module.discount is not None else 0.99
             rew_scale = RewardScaler(local_envs, gamma, cfg.clip_reward) if cfg.normalize_reward else None
             self.collector = make_collector(
                 self.collector_kind, make_vec_env(cfg, local_envs), self.spec, module.collection_policy(),
                 steps_per_env=self.frames_per_batch // cfg.num_envs,
-                env_seeds=[first + i for i in range(local_envs)], device=module.device,
+                env_seeds=[first + i for i in range(local_envs)], device=device,
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,
                 **({"complete_episodes": True} if self.complete_episodes else {}),
             )
@@ -107,13 +121,13 @@ class OnPolicyDataModule(RankedDataModule):
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
-            self.final_frames = self.frames
+            self.final_clock = self.clock
             self.collector.shutdown()
             self.collector = None
 
     # --- the clock ----------------------------------------------------------------------------------------
     @property
-    def frames(self) -> int:
+    def clock(self) -> int:
         """Global environment frames collected so far."""
         if self.complete_episodes:
             return self._frames
@@ -132,8 +146,8 @@ class OnPolicyDataModule(RankedDataModule):
     def _collect(self) -> list[tuple[float, int]]:
         """Collect and annotate the next rollout; queue its minibatch indices; return finished episodes."""
         assert self.collector is not None
-        module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
-        module.frames = self.frames  # exploration schedules (e.g. SARSA's ε) act on the current clock
+        module = learner(self.trainer)
+        module.set_clock(self.clock)  # exploration schedules (e.g. SARSA's ε) act on the current clock
         before = self.collector.frames
         td = self.collector.rollout()
         all_ranks = gather if distributed() else None
@@ -166,8 +180,7 @@ class OnPolicyDataModule(RankedDataModule):
         assert self._flat is not None
         idx = self._queue.pop(0)
         td = self._flat if self.minibatch_size is None else self._flat[idx.to(self._flat.device)]
-        remaining = max(0.0, 1.0 - self.frames / self.budget_frames)
-        return Batch(td, self.frames, remaining, self.rollouts, first, episodes)
+        return Batch(td, self.clock, self._progress_remaining(), self.rollouts, first, episodes)
 
     # --- checkpoint state (per rank; gathered so rank 0 writes all of them) --------------------------
     def _rank_state(self) -> dict[str, Any]:

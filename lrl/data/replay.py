@@ -24,14 +24,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from tensordict import TensorDict
 from torch import nn
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, ReplayBuffer
 
-from lrl.contract import Batch
+from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer
@@ -74,10 +74,13 @@ def sidecar_path(dirpath: Path, stem: str, rank: int) -> Path:
 
 
 class ReplayDataModule(RankedDataModule):
-    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget_frames: int,
-                 buffer_size: int = 1_000_000, batch_size: int = 256, learning_starts: int = 100,
+    clock_units: ClassVar[tuple[ClockUnit, ...]] = ("frames",)
+
+    def __init__(self, *, env: EnvConfig, spec: EnvSpec, seed: int, budget: int, clock_unit: ClockUnit,
+                 schedule: Schedule, buffer_size: int = 1_000_000, batch_size: int = 256, learning_starts: int = 100,
                  frames_per_step: int = 1, updates_per_step: int = 1, random_warmup: bool = True,
-                 storage: Literal["memory", "memmap"] = "memory", buffer_device: str | None = None) -> None:
+                 storage: Literal["memory", "memmap"] = "memory", buffer_device: str | None = None,
+                 streams: dict[str, Any] | None = None) -> None:
         """
         Args:
             buffer_size: replay capacity in transitions, global (each rank keeps ``buffer_size / world_size``);
@@ -90,17 +93,16 @@ class ReplayDataModule(RankedDataModule):
             random_warmup: act uniformly at random until ``learning_starts`` frames (SB3's behaviour).
             storage: ``memory`` (``LazyTensorStorage``) or ``memmap`` (``LazyMemmapStorage``, in a temporary dir).
             buffer_device: where the buffer lives (default: the module's device).
+            streams: further named offline streams, ``{name: {path, batch_size}}`` (:mod:`lrl.data.ranked`).
         """
-        super().__init__()
-        self.env_cfg, self.spec, self.seed, self.budget_frames = env, spec, seed, budget_frames
+        super().__init__(seed=seed, budget=budget, clock_unit=clock_unit, streams=streams)
+        self.env_cfg, self.spec = env, spec
         self.buffer_size, self.batch_size, self.learning_starts = buffer_size, batch_size, learning_starts
-        self.frames_per_step, self.updates_per_step = frames_per_step, updates_per_step
+        self.clock_per_step, self.updates_per_step = frames_per_step, updates_per_step
         self.random_warmup, self.storage_kind, self.buffer_device = random_warmup, storage, buffer_device
         self.collector: VecEnvCollector | None = None
         self.buffer: ReplayBuffer | None = None
-        self.world_size, self.rank = 1, 0
         self.steps = 0  # collection steps taken on this rank
-        self.final_frames = 0
         self.resume_dir: Path | None = None  # set by the launcher when resuming: where the sidecars are
         self._queue: list[TensorDict] = []
         self._policy: Any = None
@@ -109,35 +111,44 @@ class ReplayDataModule(RankedDataModule):
         self._sample_gen.manual_seed(seed + 15485863)
 
     # --- set-up -----------------------------------------------------------------------------------------
-    def _check_sizes(self) -> None:
-        w, n = self.world_size, self.env_cfg.num_envs
-        if n % w:
-            raise RecipeError(f"env.num_envs={n} must be divisible by the number of processes ({w})")
-        if self.frames_per_step % n:
-            raise RecipeError(f"data.frames_per_step={self.frames_per_step} must be a multiple of env.num_envs={n}")
-        if self.batch_size % w or self.buffer_size % w:
-            raise RecipeError(f"data.batch_size={self.batch_size} and data.buffer_size={self.buffer_size} must be "
-                              f"divisible by the number of processes ({w})")
-        if self.env_cfg.normalize_reward:
+    @classmethod
+    def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
+                   world: int | None) -> None:
+        super().check_args(args, env, schedule, consumes, world)
+        assert env is not None
+        w, n = world or 1, env.num_envs
+        if args["frames_per_step"] % n:
+            raise RecipeError(f"data.frames_per_step={args['frames_per_step']} must be a multiple of env.num_envs={n}")
+        if args["batch_size"] % w or args["buffer_size"] % w:
+            raise RecipeError(f"data.batch_size={args['batch_size']} and data.buffer_size={args['buffer_size']} must "
+                              f"be divisible by the number of processes ({w})")
+        if env.normalize_reward:
             raise RecipeError("env.normalize_reward is not supported with a replay buffer (stored rewards would be "
                               "scaled by statistics that keep changing); scale rewards in the algorithm instead")
 
+    def _check_sizes(self) -> None:
+        args = {"frames_per_step": self.clock_per_step, "batch_size": self.batch_size, "buffer_size": self.buffer_size}
+        self.check_args(args, self.env_cfg, Schedule(), Consumes(sources=()), self.world_size)
+
     def train_dataloader(self) -> BatchStream:
         trainer = self.trainer
-        module: Any = trainer.lightning_module  # type: ignore[union-attr]
-        self.world_size, self.rank = trainer.world_size, trainer.global_rank  # type: ignore[union-attr]
+        assert trainer is not None
+        module = learner(trainer)
+        device = trainer.lightning_module.device
+        self.world_size, self.rank = trainer.world_size, trainer.global_rank
         self._check_sizes()
+        self._setup_streams(device)
         if self.collector is None:
             cfg, local_envs = self.env_cfg, self.env_cfg.num_envs // self.world_size
             first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
             self._policy = module.collection_policy()
             self.collector = make_collector(
                 "lean", make_vec_env(cfg, local_envs), self.spec, self._policy,
-                steps_per_env=self.frames_per_step // cfg.num_envs,
-                env_seeds=[first + i for i in range(local_envs)], device=module.device,
+                steps_per_env=self.clock_per_step // cfg.num_envs,
+                env_seeds=[first + i for i in range(local_envs)], device=device,
                 obs_normalizer=ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )
-            self.buffer = self._make_buffer(module.device)
+            self.buffer = self._make_buffer(device)
             self._restore_pending()
         return BatchStream(self)
 
@@ -155,13 +166,13 @@ class ReplayDataModule(RankedDataModule):
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
-            self.final_frames = self.frames
+            self.final_clock = self.clock
             self.collector.shutdown()
             self.collector = None
 
     # --- the clock ----------------------------------------------------------------------------------------
     @property
-    def frames(self) -> int:
+    def clock(self) -> int:
         """Global environment frames collected so far."""
         return (self.collector.frames if self.collector is not None else 0) * self.world_size
 
@@ -174,12 +185,12 @@ class ReplayDataModule(RankedDataModule):
     def _collect(self) -> list[tuple[float, int]]:
         """Collection steps until ``learning_starts`` is reached (at least one); returns finished episodes."""
         assert self.collector is not None and self.buffer is not None
-        module: Any = self.trainer.lightning_module  # type: ignore[union-attr]
+        module = learner(self.trainer)
         episodes: list[tuple[float, int]] = []
         while True:
-            warm = self.random_warmup and self.frames < self.learning_starts
+            warm = self.random_warmup and self.clock < self.learning_starts
             self.collector.policy = self._uniform if warm else self._policy
-            module.frames = self.frames  # exploration schedules act on the current clock
+            module.set_clock(self.clock)  # exploration schedules act on the current clock
             td = self.collector.rollout().reshape(-1)
             norm = self.collector.obs_normalizer
             if norm is not None:
@@ -187,7 +198,7 @@ class ReplayDataModule(RankedDataModule):
             self.buffer.extend(td.select(*KEYS))
             self.steps += 1
             episodes += self.collector.pop_episodes()
-            if self.frames >= self.learning_starts:
+            if self.clock >= self.learning_starts:
                 return episodes
 
     def next_batch(self) -> Batch:
@@ -200,13 +211,12 @@ class ReplayDataModule(RankedDataModule):
             # each minibatch separately, at a fraction of TorchRL's per-call cost
             self._queue = list(self.buffer.sample(per_rank * self.updates_per_step).split(per_rank))
         td = self._queue.pop(0)
-        remaining = max(0.0, 1.0 - self.frames / self.budget_frames)
-        return Batch(td, self.frames, remaining, self.steps, first, episodes)
+        return Batch(td, self.clock, self._progress_remaining(), self.steps, first, episodes)
 
     # --- checkpoint state ---------------------------------------------------------------------------------
     @property
     def sidecar_stem(self) -> str:
-        return f"buffer-{self.frames:010d}"
+        return f"buffer-{self.clock:010d}"
 
     def _rank_state(self) -> dict[str, Any]:
         if not self.at_boundary:
@@ -240,8 +250,8 @@ class ReplayDataModule(RankedDataModule):
         n = len(self.buffer)
         storage: Any = self.buffer.storage
         data = storage.get(torch.arange(n)).to("cpu").to_dict() if n else {}
-        payload = {"len": n, "cursor": self.buffer._writer._cursor,  # type: ignore[attr-defined]
-                   "write_count": self.buffer._writer._write_count, "data": data}  # type: ignore[attr-defined]
+        writer: Any = self.buffer.writer  # TorchRL's writer: its cursor is not in a public API
+        payload = {"len": n, "cursor": writer._cursor, "write_count": writer._write_count, "data": data}
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -262,7 +272,7 @@ class ReplayDataModule(RankedDataModule):
         self.buffer.empty()
         device = self.buffer.storage.device if hasattr(self.buffer.storage, "device") else "cpu"
         self.buffer.extend(TensorDict.from_dict(payload["data"], batch_size=[payload["len"]]).to(device))
-        writer: Any = self.buffer._writer  # type: ignore[attr-defined]
+        writer: Any = self.buffer.writer
         writer._cursor, writer._write_count = payload["cursor"], payload["write_count"]
 
 

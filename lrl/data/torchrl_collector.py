@@ -44,7 +44,7 @@ from torch import nn
 from torchrl.collectors import BaseCollector, Collector
 from torchrl.envs import GymWrapper
 
-from lrl.data.collector import CollectionPolicy
+from lrl.contract import CollectionPolicy
 from lrl.data.normalize import ObsNormalizer, RewardScaler
 from lrl.errors import RecipeError
 from lrl.spec import EnvSpec

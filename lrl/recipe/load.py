@@ -15,13 +15,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from lrl.contract import Consumes, schedule_of
 from lrl.errors import RecipeError
 from lrl.recipe.registry import algorithm_class, datamodule_class
-from lrl.recipe.schema import Recipe, bind_section, check_trainer, format_validation_error
+from lrl.recipe.schema import Recipe, bind_section, bindable_params, check_trainer, format_validation_error
 
 # Arguments the launcher supplies itself; a recipe may not set them.
 INJECTED_ALGO = {"spec"}
-INJECTED_DATA = {"env", "spec", "seed", "budget_frames"}
+INJECTED_DATA = {"env", "spec", "seed", "budget", "clock_unit", "schedule"}
+MOVED = {"data.epochs": "algo.epochs", "data.minibatch_size": "algo.minibatch_size"}  # Contract v2
 
 
 def recipes_dir() -> Path:
@@ -108,20 +110,65 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         raise RecipeError(f"{source}: {format_validation_error(err)}") from None
     try:
         algo_cls = algorithm_class(str(algo["name"]))
+        consumes: Consumes = algo_cls.consumes
         algo_args = {k: v for k, v in recipe.algo.items() if k != "name"}
         resolved_algo = {"name": algo["name"], **bind_section("algo", algo_args, algo_cls, INJECTED_ALGO)}
-        data_name = recipe.data.get("name", algo_cls.default_datamodule)
-        dm_cls = datamodule_class(str(data_name))
+        algo_cls.check_hparams(resolved_algo)
+        data_name = str(recipe.data.get("name", consumes.sources[0]))
+        if data_name not in consumes.sources:
+            raise RecipeError(f"data.name={data_name}: algo.name={algo['name']} learns from "
+                              f"{' or '.join(consumes.sources)} data; set data.name to one of them")
+        dm_cls = datamodule_class(data_name)
         data_args = {k: v for k, v in recipe.data.items() if k != "name"}
+        for old, new in MOVED.items():
+            if old.split(".")[1] in data_args and old.split(".")[1] not in bindable_params(dm_cls, INJECTED_DATA):
+                raise RecipeError(f"{old}: the update schedule belongs to the algorithm now; write it as {new}")
         resolved_data = {"name": data_name, **bind_section("data", data_args, dm_cls, INJECTED_DATA)}
-        check_data = getattr(algo_cls, "check_data", None)  # an algorithm's constraints on its data section
-        if check_data is not None:
-            check_data(resolved_data)
+        _check_source(recipe, consumes, dm_cls, resolved_data)
         trainer = check_trainer(recipe.trainer)
-        check_env_id(recipe.env.id)
+        dm_cls.check_args(resolved_data, recipe.env, schedule_of(resolved_algo, consumes), consumes,
+                          world_size(trainer))
+        if recipe.env is not None:
+            check_env_id(recipe.env.id)
     except RecipeError as err:
         raise RecipeError(f"{source}: {err.message}") from None
     return recipe.model_copy(update={"algo": resolved_algo, "data": resolved_data, "trainer": trainer})
+
+
+def _check_source(recipe: Recipe, consumes: Consumes, dm_cls: Any, data: dict[str, Any]) -> None:
+    """What the algorithm consumes against what the source gives, from declarations alone (nothing is built)."""
+    unit, name = recipe.budget.unit, data["name"]
+    if unit not in dm_cls.clock_units:
+        units = " or ".join(f"budget.{u}" for u in dm_cls.clock_units)
+        raise RecipeError(f"budget.{unit}: data.name={name} counts {', '.join(dm_cls.clock_units)}; set {units}")
+    if dm_cls.needs_env and recipe.env is None:
+        raise RecipeError(f"env: required by data.name={name} (it collects experience in an environment)")
+    missing = [k for k in consumes.keys if dm_cls.provides and k not in dm_cls.provides]
+    if missing:
+        raise RecipeError(f"data.name={name} does not provide {', '.join(missing)}, which algo.name="
+                          f"{recipe.algo['name']} reads")
+    streams = data.get("streams") or {}
+    for stream in consumes.streams:
+        if stream not in streams:
+            raise RecipeError(f"data.streams.{stream}: required by algo.name={recipe.algo['name']} "
+                              f"(add data.streams.{stream}.path=FILE)")
+    for stream, cfg in streams.items():
+        if not isinstance(cfg, dict) or "path" not in cfg or set(cfg) - {"path", "batch_size"}:
+            raise RecipeError(f"data.streams.{stream}: expected a mapping with path and optionally batch_size")
+
+
+def world_size(trainer: dict[str, Any]) -> int | None:
+    """The number of processes a resolved ``trainer:`` section asks for, when it fixes one (else None)."""
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if isinstance(devices, list):
+        count = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        count = devices
+    elif isinstance(devices, str) and devices.strip().isdigit() and int(devices) > 0:
+        count = int(devices)
+    else:
+        return None  # "auto" / -1: known when the Trainer is built
+    return count * nodes if isinstance(nodes, int) and nodes > 0 else None
 
 
 def load(name_or_path: str, overrides: list[str] | None = None) -> Recipe:

@@ -2,6 +2,8 @@
 
 Classes are named by import path and imported on first use, so `lrl ls` and `lrl validate` stay fast and a
 broken optional dependency of one algorithm never breaks the others. No registration by import side effect.
+A recipe may also name a class by its import path (``algo.name: my_package.my_module:MyAlgo``): an algorithm or
+data source of the user's own, with no change to lrl (docs/contract.md §6).
 """
 
 from __future__ import annotations
@@ -25,27 +27,39 @@ ALGORITHMS: dict[str, str] = {
 }
 
 DATAMODULES: dict[str, str] = {
+    "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",
 }
 
 
-def _import(path: str) -> Any:
+def _import(path: str, what: str, base: str) -> Any:
+    from lrl.errors import RecipeError
+
     module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise RecipeError(f"{what}={path}: cannot be imported ({err})") from None
+    parent = _import(base, what, base) if path != base else None
+    if parent is not None and not (isinstance(cls, type) and issubclass(cls, parent)):
+        raise RecipeError(f"{what}={path}: not a subclass of {base.replace(':', '.')}")
+    return cls
 
 
 def algorithm_class(name: str) -> Any:
     from lrl.errors import RecipeError
 
-    if name not in ALGORITHMS:
-        raise RecipeError(f"unknown algorithm '{name}'; known: {', '.join(sorted(ALGORITHMS))}")
-    return _import(ALGORITHMS[name])
+    if name not in ALGORITHMS and ":" not in name:
+        raise RecipeError(f"unknown algorithm '{name}'; known: {', '.join(sorted(ALGORITHMS))} (or an import path "
+                          "package.module:Class)")
+    return _import(ALGORITHMS.get(name, name), "algo.name", "lrl.algos.base:RLModule")
 
 
 def datamodule_class(name: str) -> Any:
     from lrl.errors import RecipeError
 
-    if name not in DATAMODULES:
-        raise RecipeError(f"unknown data module '{name}'; known: {', '.join(sorted(DATAMODULES))}")
-    return _import(DATAMODULES[name])
+    if name not in DATAMODULES and ":" not in name:
+        raise RecipeError(f"unknown data module '{name}'; known: {', '.join(sorted(DATAMODULES))} (or an import "
+                          "path package.module:Class)")
+    return _import(DATAMODULES.get(name, name), "data.name", "lrl.data.ranked:RankedDataModule")

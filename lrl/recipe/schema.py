@@ -12,13 +12,28 @@ import re
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from lrl.contract import CLOCK_UNITS, ClockUnit
 from lrl.errors import RecipeError
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_per_setting(cls, data: Any) -> Any:
+        """A setting under its name and its pre-Contract-v2 alias at once (``every`` and ``every_frames``) would let
+        one silently win: refuse it."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                alias = field.validation_alias
+                if isinstance(alias, AliasChoices):
+                    given = [str(a) for a in alias.choices if a in data]
+                    if len(given) > 1:
+                        raise ValueError(f"{' and '.join(given)} are the same setting; keep {name} only")
+        return data
 
 
 class EnvConfig(_Section):
@@ -36,25 +51,53 @@ class EnvConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    frames: int = Field(..., ge=1, description="total environment frames, global across ranks")
+    """The run's length in exactly one clock unit (docs/contract.md §4): the unit is the recipe's clock, and
+    ``eval.every``, ``checkpoint.every``, ``tracking.log_every``, progress and the MLflow step axis count in it."""
+
+    frames: int | None = Field(None, ge=1, description="environment frames, global across ranks")
+    steps: int | None = Field(None, ge=1, description="gradient steps")
+    samples: int | None = Field(None, ge=1, description="dataset samples consumed, global across ranks")
+    tokens: int | None = Field(None, ge=1, description="generated tokens, global across ranks")
+    prompts: int | None = Field(None, ge=1, description="prompts completed, global across ranks")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        set_ = [u for u in CLOCK_UNITS if getattr(self, u) is not None]
+        if len(set_) != 1:
+            raise ValueError(f"set exactly one of {', '.join(CLOCK_UNITS)} (got {', '.join(set_) or 'none'})")
+        return self
+
+    @property
+    def unit(self) -> ClockUnit:
+        return next(u for u in CLOCK_UNITS if getattr(self, u) is not None)
+
+    @property
+    def amount(self) -> int:
+        return int(getattr(self, self.unit))
+
+
+def _every(name: str, default: int, what: str) -> Any:
+    # ``every_frames`` / ``log_every_frames``: the names before the clock became general; still read
+    return Field(default, ge=0 if default == 0 else 1, description=what,
+                 validation_alias=AliasChoices(name, f"{name}_frames"))
 
 
 class EvalConfig(_Section):
-    every_frames: int = Field(0, ge=0, description="0 disables periodic evaluation")
+    every: int = _every("every", 0, "evaluate every N clock units (0: only at the end)")
     episodes: int = Field(10, ge=1)
     deterministic: bool = True
     final: bool = True
 
 
 class CheckpointConfig(_Section):
-    every_frames: int = Field(0, ge=0, description="0 writes only last.ckpt")
+    every: int = _every("every", 0, "checkpoint every N clock units (0: only last.ckpt)")
 
 
 class TrackingConfig(_Section):
     experiment: str = "lrl"
     run_name: str | None = None
     tracking_uri: str | None = None
-    log_every_frames: int = Field(2048, ge=1)
+    log_every: int = _every("log_every", 2048, "log metrics every N clock units")
 
 
 # Trainer arguments that lrl sets itself: frames are the clock and lrl owns checkpoints and logging.
@@ -71,7 +114,7 @@ class Recipe(_Section):
     name: str
     seed: int = 0
     algo: dict[str, Any]
-    env: EnvConfig
+    env: EnvConfig | None = None  # none for sources without an environment (an offline dataset)
     data: dict[str, Any] = Field(default_factory=dict)
     budget: BudgetConfig
     trainer: dict[str, Any] = Field(default_factory=dict)
@@ -80,7 +123,11 @@ class Recipe(_Section):
     tracking: TrackingConfig = TrackingConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        out["budget"] = {k: v for k, v in out["budget"].items() if v is not None}
+        if out["env"] is None:
+            del out["env"]
+        return out
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

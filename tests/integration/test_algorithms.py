@@ -30,7 +30,7 @@ from lrl.recipe import load
 from lrl.recipe.registry import ALGORITHMS
 from tests.conftest import run_lrl
 
-OFF = ["eval.every_frames=0", "eval.final=false"]
+OFF = ["eval.every=0", "eval.final=false"]
 # name -> (recipe, overrides giving a tiny run whose half-way point is a checkpoint boundary). budget.frames is
 # set per test; each case must reach at least two rollouts / collection steps in budget.frames=HALF.
 # a replay buffer smaller than the run (its write cursor wraps before the resume point), updates from frame 256
@@ -47,25 +47,25 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "a2c-inverted-pendulum": ("a2c/inverted-pendulum", ["env.num_envs=2", "algo.optimizer=adam", "algo.shared=true",
                                                         "algo.critic_lr=1e-3", "algo.normalize_advantage=true"]),
     "ppo-cartpole": ("ppo/cartpole", []),
-    "sarsa-cartpole": ("sarsa/cartpole", ["data.epochs=2", "algo.target_update_every=6"]),
+    "sarsa-cartpole": ("sarsa/cartpole", ["algo.epochs=2", "algo.target_update_every=6"]),
     "sarsa-expected-polyak": ("sarsa/cartpole", ["algo.expected=true", "algo.target_update=polyak",
-                                                 "data.minibatch_size=null", "algo.loss=mse"]),
-    "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
+                                                 "algo.minibatch_size=null", "algo.loss=mse"]),
+    "ppo-pendulum": ("ppo/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=2",
                                       "env.normalize_reward=true", "algo.lr_schedule=linear"]),
-    "reinforce-cartpole": ("reinforce/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3"]),
+    "reinforce-cartpole": ("reinforce/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=3"]),
     "reinforce-inverted-pendulum": ("reinforce/inverted-pendulum", [
-        "env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2", "algo.baseline=optimal",
+        "env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=2", "algo.baseline=optimal",
         "algo.normalize_advantage=false"]),
-    "offpg-cartpole": ("offpg/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3",
+    "offpg-cartpole": ("offpg/cartpole", ["env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=3",
                                           "algo.policy_epochs=null", "algo.sync_every=2"]),
     "offpg-inverted-pendulum": ("offpg/inverted-pendulum", [
-        "env.num_envs=2", "data.frames_per_batch=256", "data.epochs=3", "algo.policy_epochs=2",
+        "env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=3", "algo.policy_epochs=2",
         "algo.importance=per_decision", "algo.max_weight=2.0", "env.normalize_obs=true", "env.normalize_reward=true"]),
     "trpo-cartpole": ("trpo/cartpole", ["data.frames_per_batch=256", "algo.critic_minibatch_size=128"]),
     "npg-inverted-pendulum": ("npg/inverted-pendulum", ["data.frames_per_batch=256", "algo.fvp_fraction=0.5",
                                                         "env.normalize_obs=true"]),
     "ppo-kl-cartpole": ("ppo-kl/cartpole", []),
-    "ppo-kl-pendulum": ("ppo-kl/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2",
+    "ppo-kl-pendulum": ("ppo-kl/pendulum", ["env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=2",
                                             "algo.lr_schedule=linear"]),
     # a delay of 3 with 4 updates per collection step: delayed updates straddle the checkpoint
     "td3-pendulum": ("td3/pendulum", [*DETERMINISTIC, "algo.policy_delay=3"]),
@@ -144,13 +144,13 @@ def _sidecars(ckpt: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_from_half_way_equals_straight_run(case: str) -> None:
     recipe, extra = CASES[case]
-    overrides = [*extra, *OFF, f"budget.frames={2 * HALF}", f"checkpoint.every_frames={HALF}"]
+    overrides = [*extra, *OFF, f"budget.frames={2 * HALF}", f"checkpoint.every={HALF}"]
     straight_out = _train(recipe, overrides, "runs/straight")
     mid = Path("runs/straight/checkpoints") / f"frames-{HALF:010d}.ckpt"
     if _variable(recipe, extra):  # the first periodic checkpoint, at the first rollout boundary past HALF
         mid = sorted(mid.parent.glob("frames-*.ckpt"))[0]
         assert HALF <= int(mid.stem.split("-")[1]) < 2 * HALF
-        assert straight_out.frames >= 2 * HALF
+        assert straight_out.clock >= 2 * HALF
     assert mid.is_file(), sorted(p.name for p in mid.parent.iterdir())
     half = Path("runs/resumed/checkpoints")
     half.mkdir(parents=True)
@@ -159,7 +159,7 @@ def test_resume_from_half_way_equals_straight_run(case: str) -> None:
     for p in mid.parent.glob("buffer-*"):  # replay-buffer sidecars
         shutil.copy(p, half)
     out = resume(half / mid.name)
-    assert out.frames == (straight_out.frames if _variable(recipe, extra) else 2 * HALF)
+    assert out.clock == (straight_out.clock if _variable(recipe, extra) else 2 * HALF)
     straight, resumed = Path("runs/straight/checkpoints/last.ckpt"), half / "last.ckpt"
     assert_same(_resumable_parts(_load(straight)), _resumable_parts(_load(resumed)))
     assert_same(_sidecars(straight), _sidecars(resumed))
@@ -169,7 +169,7 @@ def test_resume_from_half_way_equals_straight_run(case: str) -> None:
 def test_bf16_mixed_runs(case: str) -> None:
     recipe, extra = CASES[case]
     out = _train(recipe, [*extra, *OFF, f"budget.frames={HALF}", "trainer.precision=bf16-mixed"], "runs/bf16")
-    assert out.frames >= HALF if _variable(recipe, extra) else out.frames == HALF
+    assert out.clock >= HALF if _variable(recipe, extra) else out.clock == HALF
     params = _load(Path("runs/bf16/checkpoints/last.ckpt"))["state_dict"]
     assert all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point())
 
@@ -198,8 +198,8 @@ def test_ddp_two_cpu_processes_keep_identical_parameters(case: str, tmp_path: Pa
     assert len(digests) == 2 and digests[0] == digests[1]
     ckpt = _load(run / "checkpoints" / "last.ckpt")
     if not _variable(recipe, extra):
-        assert ckpt["lrl"]["frames"] == 2 * HALF  # global frames
+        assert ckpt["lrl"]["clock"] == 2 * HALF  # global frames
         return
     ranks = next(v for k, v in ckpt.items() if k.endswith("DataModule"))["ranks"]
     per_rank = [r["collector"]["frames"] for r in ranks]
-    assert ckpt["lrl"]["frames"] == sum(per_rank) >= 2 * HALF  # global frames: the sum of what each rank took
+    assert ckpt["lrl"]["clock"] == sum(per_rank) >= 2 * HALF  # global frames: the sum of what each rank took

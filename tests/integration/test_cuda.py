@@ -35,7 +35,7 @@ GPU = ["trainer.accelerator=gpu", "trainer.devices=1"]
 def test_trains_on_gpu(case: str, precision: str) -> None:
     recipe, extra = CASES[case]
     out = _train(recipe, [*extra, *OFF, *GPU, f"budget.frames={HALF}", f"trainer.precision={precision}"], "runs/gpu")
-    assert out.frames >= HALF
+    assert out.clock >= HALF
     params = torch.load("runs/gpu/checkpoints/last.ckpt", weights_only=False)["state_dict"]  # where they were
     assert all(v.is_cuda for v in params.values()), {k: v.device for k, v in params.items()}
     assert all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point())
@@ -62,7 +62,7 @@ def _close(a: Any, b: Any, path: str = "") -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_resume_on_gpu(case: str) -> None:
     recipe, extra = CASES[case]
-    overrides = [*extra, *OFF, *GPU, f"budget.frames={2 * HALF}", f"checkpoint.every_frames={HALF}"]
+    overrides = [*extra, *OFF, *GPU, f"budget.frames={2 * HALF}", f"checkpoint.every={HALF}"]
     straight = _train(recipe, overrides, "runs/straight")
     mid = sorted(Path("runs/straight/checkpoints").glob("frames-*.ckpt"))[0]
     half = Path("runs/resumed/checkpoints")
@@ -71,7 +71,7 @@ def test_resume_on_gpu(case: str) -> None:
     shutil.copy(mid, half)
     for p in mid.parent.glob("buffer-*"):
         shutil.copy(p, half)
-    assert resume(half / mid.name).frames == straight.frames
+    assert resume(half / mid.name).clock == straight.clock
     a, b = _load(Path("runs/straight/checkpoints/last.ckpt")), _load(half / "last.ckpt")
     _close(_resumable_parts(a), _resumable_parts(b))
     _close(_sidecars(Path("runs/straight/checkpoints/last.ckpt")), _sidecars(half / "last.ckpt"))

@@ -31,7 +31,7 @@ def test_sigint_writes_resumable_checkpoint_then_resume_finishes(tmp_path: Path)
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrl.cli", "train", "ppo/cartpole", "--run-dir", str(run), "budget.frames=400000",
-         "checkpoint.every_frames=4096", "eval.every_frames=0"],
+         "checkpoint.every=4096", "eval.every=0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (run / "checkpoints" / "frames-0000004096.ckpt").exists(), 120, "the first checkpoint")
     proc.send_signal(signal.SIGINT)
@@ -39,13 +39,13 @@ def test_sigint_writes_resumable_checkpoint_then_resume_finishes(tmp_path: Path)
     assert proc.returncode == 0, err
     assert "interrupted at" in err and "lrl resume" in err
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    stopped_at = ckpt["lrl"]["frames"]
+    stopped_at = ckpt["lrl"]["clock"]
     assert 4096 <= stopped_at < 400000
     assert not list((run / "checkpoints").glob(".*.tmp"))
     done = run_lrl("resume", str(run), "budget.frames=" + str(stopped_at + 2048), timeout=180)
     assert done.returncode == 0, done.stderr
     final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert final["lrl"]["frames"] == stopped_at + 2048
+    assert final["lrl"]["clock"] == stopped_at + 2048
     assert final["lrl"]["mlflow_run_id"] == ckpt["lrl"]["mlflow_run_id"]
 
 
@@ -86,7 +86,7 @@ def test_mlflow_server_params_metrics_artifacts(mlflow_server: str, tmp_path: Pa
 
     run = tmp_path / "tracked"
     proc = run_lrl("train", "ppo/cartpole", "--tracking-uri", mlflow_server, "--run-dir", str(run),
-                   "budget.frames=4096", "eval.every_frames=2048", "eval.episodes=2", "tracking.experiment=itest",
+                   "budget.frames=4096", "eval.every=2048", "eval.episodes=2", "tracking.experiment=itest",
                    env={"MLFLOW_TRACKING_URI": ""}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)

@@ -14,8 +14,9 @@ from lrl.launch import train
     ("recipe", "overrides", "message"),
     [
         ("reinforce/cartpole", ["data.complete_episodes=false"], "set data.complete_episodes=true"),
-        ("offpg/cartpole", ["data.minibatch_size=64"], "set data.minibatch_size=null"),
-        ("reinforce/cartpole", ["algo.policy_epochs=100"], "exceeds data.epochs=80"),
+        ("offpg/cartpole", ["data.minibatch_size=64"], "write it as algo.minibatch_size"),
+        ("offpg/cartpole", ["algo.minibatch_size=64"], "algo.minibatch_size: unknown key"),
+        ("reinforce/cartpole", ["algo.policy_epochs=100"], "exceeds algo.epochs=80"),
         ("offpg/cartpole", ["data.collector=torchrl"], "needs data.collector=lean"),
     ],
 )
@@ -36,9 +37,9 @@ def test_complete_episode_minibatches_under_ddp(tmp_path: Path) -> None:
     from tests.conftest import run_lrl
 
     run = tmp_path / "ddp"
-    proc = run_lrl("train", "ppo/cartpole", "data.complete_episodes=true", "data.minibatch_size=64",
-                   "data.epochs=2", "env.num_envs=2", "data.frames_per_batch=256", "budget.frames=1024",
-                   "eval.final=false", "eval.every_frames=0", "trainer.devices=2", "trainer.strategy=ddp",
+    proc = run_lrl("train", "ppo/cartpole", "data.complete_episodes=true", "algo.minibatch_size=64",
+                   "algo.epochs=2", "env.num_envs=2", "data.frames_per_batch=256", "budget.frames=1024",
+                   "eval.final=false", "eval.every=0", "trainer.devices=2", "trainer.strategy=ddp",
                    "--run-dir", str(run), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = json.loads((run / "ddp_params.json").read_text())["sha256_per_rank"]
@@ -46,4 +47,4 @@ def test_complete_episode_minibatches_under_ddp(tmp_path: Path) -> None:
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     ranks = ckpt["OnPolicyDataModule"]["ranks"]
     per_rank = [r["collector"]["frames"] for r in ranks]
-    assert per_rank[0] != per_rank[1] and ckpt["lrl"]["frames"] == sum(per_rank) >= 1024
+    assert per_rank[0] != per_rank[1] and ckpt["lrl"]["clock"] == sum(per_rank) >= 1024

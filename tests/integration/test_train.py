@@ -16,8 +16,8 @@ import lrl
 from lrl.cli import app
 from lrl.launch import RunResult, evaluate_run, resume, train
 
-QUICK = ["budget.frames=4096", "checkpoint.every_frames=2048", "eval.every_frames=2048", "eval.episodes=3"]
-PENDULUM = ["env.num_envs=2", "data.frames_per_batch=256", "data.epochs=2", "env.normalize_reward=true",
+QUICK = ["budget.frames=4096", "checkpoint.every=2048", "eval.every=2048", "eval.episodes=3"]
+PENDULUM = ["env.num_envs=2", "data.frames_per_batch=256", "algo.epochs=2", "env.normalize_reward=true",
             "algo.lr_schedule=linear"]
 
 
@@ -34,11 +34,11 @@ def _ckpt(path: Path) -> dict[str, Any]:
 def test_run_layout_eval_and_policy() -> None:
     out = _train("ppo/cartpole", QUICK, "runs/a")
     run = Path("runs/a")
-    assert out.frames == 4096 and (run / "recipe.yaml").is_file()
+    assert out.clock == 4096 and (run / "recipe.yaml").is_file()
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["frames-0000002048.ckpt", "frames-0000004096.ckpt", "last.ckpt"]
     result = evaluate_run(run, episodes=4, seed=3)
-    assert result["episodes"] == 4 and len(result["returns"]) == 4 and result["frames"] == 4096
+    assert result["episodes"] == 4 and len(result["returns"]) == 4 and result["clock"] == 4096
     assert evaluate_run(run, episodes=4, seed=3)["returns"] == result["returns"]  # deterministic
     policy = lrl.load_policy(run)
     actions = policy(np.zeros((5, 4), np.float32))
@@ -48,10 +48,10 @@ def test_run_layout_eval_and_policy() -> None:
 
 
 def test_resume_extends_budget_in_same_mlflow_run_with_monotonic_steps() -> None:
-    first = _train("ppo/cartpole", ["budget.frames=2048", "eval.every_frames=1024", "eval.episodes=2",
-                                    "tracking.log_every_frames=512"], "runs/m")
+    first = _train("ppo/cartpole", ["budget.frames=2048", "eval.every=1024", "eval.episodes=2",
+                                    "tracking.log_every=512"], "runs/m")
     second = resume("runs/m", ["budget.frames=4096"])
-    assert second.mlflow_run_id == first.mlflow_run_id and second.frames == 4096
+    assert second.mlflow_run_id == first.mlflow_run_id and second.clock == 4096
     client = mlflow.MlflowClient()
     for key in ("eval/return_mean", "train/episode_return", "loss/policy"):
         steps = [m.step for m in client.get_metric_history(first.mlflow_run_id, key)]
@@ -59,24 +59,24 @@ def test_resume_extends_budget_in_same_mlflow_run_with_monotonic_steps() -> None
 
 
 def test_changed_algorithm_or_env_is_refused_on_resume() -> None:
-    _train("ppo/cartpole", ["budget.frames=512", "eval.every_frames=0"], "runs/r")
-    for bad in ("env.id=Acrobot-v1", "algo.lr=0.1", "data.epochs=3"):
+    _train("ppo/cartpole", ["budget.frames=512", "eval.every=0"], "runs/r")
+    for bad in ("env.id=Acrobot-v1", "algo.lr=0.1", "algo.epochs=3"):
         with pytest.raises(lrl.errors.RecipeError, match="keeps its algorithm, environment and data"):
             resume("runs/r", [bad])
 
 
 def test_bf16_mixed_learns_cartpole() -> None:
-    out = _train("ppo/cartpole", ["trainer.precision=bf16-mixed", "budget.frames=30000", "eval.every_frames=0",
-                                  "eval.episodes=10", "checkpoint.every_frames=0"], "runs/bf16")
+    out = _train("ppo/cartpole", ["trainer.precision=bf16-mixed", "budget.frames=30000", "eval.every=0",
+                                  "eval.episodes=10", "checkpoint.every=0"], "runs/bf16")
     assert out.eval is not None
     # a random policy scores ~22; fp32 reaches 500 at this budget. bf16 must clearly learn too.
     assert out.eval["return_mean"] >= 200, out.eval
 
 
 def test_stock_torchrl_collector_is_selectable_from_the_recipe() -> None:
-    out = _train("ppo/cartpole", ["data.collector=torchrl", "budget.frames=1024", "eval.every_frames=0",
+    out = _train("ppo/cartpole", ["data.collector=torchrl", "budget.frames=1024", "eval.every=0",
                                   "eval.episodes=2"], "runs/stock")
-    assert out.frames == 1024 and out.eval is not None
+    assert out.clock == 1024 and out.eval is not None
     with pytest.raises(lrl.errors.RecipeError, match=r"data\.collector=torchrl does not support"):
         _train("ppo/pendulum", ["data.collector=torchrl", "budget.frames=512"], "runs/stock-norm")
     assert not Path("runs/stock-norm").exists()

@@ -20,7 +20,7 @@ SEEDS = range(5)
 
 def final_return(recipe: str, seed: int, extra: Sequence[str] = ()) -> float:
     """Train ``recipe`` with ``seed`` to its budget; mean return of 20 deterministic evaluation episodes."""
-    out = train(recipe, [f"seed={seed}", "eval.every_frames=0", "eval.final=false", "checkpoint.every_frames=0",
+    out = train(recipe, [f"seed={seed}", "eval.every=0", "eval.final=false", "checkpoint.every=0",
                          *extra], run_dir=f"runs/{recipe.replace('/', '-')}-{seed}")
     assert isinstance(out, RunResult)
     return float(evaluate_run(out.run_dir, episodes=20, seed=1000 + seed)["return_mean"])

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def _ddp_return(recipe: str, seed: int, extra: Sequence[str]) -> float:
     run = Path(f"runs/ddp-{seed}")
     proc = run_lrl("train", recipe, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-                   f"seed={seed}", "eval.every_frames=0", "eval.final=false", *extra, "--run-dir", str(run),
+                   f"seed={seed}", "eval.every=0", "eval.final=false", *extra, "--run-dir", str(run),
                    timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     digests = json.loads((run / "ddp_params.json").read_text())["sha256_per_rank"]

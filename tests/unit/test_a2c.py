@@ -16,6 +16,7 @@ from torchrl.objectives import A2CLoss, ValueEstimators
 
 from lrl.algos.a2c.loss import a2c_loss, policy_gradient_loss, value_loss
 from lrl.algos.a2c.module import A2C
+from lrl.contract import Schedule, schedule_of
 from lrl.errors import RecipeError
 from lrl.recipe import load
 from lrl.spec import EnvSpec
@@ -221,11 +222,15 @@ def test_actor_and_critic_step_sizes(shared: bool) -> None:
     assert module._base_lrs() == (1e-3, 5e-3)
 
 
-@pytest.mark.parametrize("override", ["data.minibatch_size=20", "data.epochs=2"])
-def test_recipe_validation_refuses_more_than_one_step_per_rollout(override: str) -> None:
-    with pytest.raises(RecipeError, match="one gradient step per rollout"):
+@pytest.mark.parametrize(("override", "message"), [("algo.minibatch_size=20", "unknown key for A2C"),
+                                                    ("algo.epochs=2", "unknown key for A2C"),
+                                                    ("data.epochs=2", "write it as algo.epochs")])
+def test_one_whole_rollout_step_is_part_of_a2c_not_a_knob(override: str, message: str) -> None:
+    """A2C declares one whole-rollout step per rollout (``consumes``): there is no schedule to set."""
+    with pytest.raises(RecipeError, match=message):
         load("a2c/cartpole", [override])
-    assert load("a2c/cartpole").data["epochs"] == 1
+    assert A2C.consumes.whole_rollout and A2C.consumes.single_pass
+    assert schedule_of(load("a2c/cartpole").algo, A2C.consumes) == Schedule(1, None)
 
 
 # --- TorchRL's A2CLoss on the same batch ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from lrl.contract import Schedule
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import make_vec_env, probe_env_spec
 from lrl.data.normalize import ObsNormalizer, RewardScaler
@@ -115,10 +116,11 @@ def test_long_episodes_grow_the_buffers() -> None:
 class _Module:
     """What the DataModule asks of a LightningModule."""
 
-    gamma = 0.99
+    discount = 0.99
     device = torch.device("cpu")
 
     def __init__(self, spec: Any) -> None:
+        self.spec, self.clock = spec, 0
         torch.manual_seed(0)
         self.net = PolicyNet(spec, [16])
 
@@ -128,12 +130,15 @@ class _Module:
     def process_rollout(self, td: TensorDict) -> TensorDict:
         return td
 
+    def set_clock(self, clock: int) -> None:
+        self.clock = clock
+
 
 def _datamodule(minibatch_size: int | None, **kw: Any) -> OnPolicyDataModule:
     cfg = EnvConfig(id="CartPole-v1", num_envs=4)
     spec = probe_env_spec(cfg)
-    dm = OnPolicyDataModule(env=cfg, spec=spec, seed=0, budget_frames=10_000, frames_per_batch=200,
-                            minibatch_size=minibatch_size, epochs=2, complete_episodes=True, **kw)
+    dm = OnPolicyDataModule(env=cfg, spec=spec, seed=0, budget=10_000, clock_unit="frames", frames_per_batch=200,
+                            schedule=Schedule(2, minibatch_size), complete_episodes=True, **kw)
     dm.trainer = SimpleNamespace(lightning_module=_Module(spec), world_size=1, global_rank=0)  # type: ignore[assignment]
     return dm
 
@@ -142,8 +147,8 @@ def test_datamodule_minibatches_cover_the_real_steps_and_the_clock_counts_frames
     dm = _datamodule(minibatch_size=64)
     stream = iter(dm.train_dataloader())
     first = next(stream)
-    rollout_frames = dm.frames
-    assert first.first and first.frames == rollout_frames >= 200
+    rollout_frames = dm.clock
+    assert first.first and first.clock == rollout_frames >= 200
     chunks = round(rollout_frames / 64)
     batches = [first] + [next(stream) for _ in range(2 * chunks - 1)]
     assert dm.at_boundary and not any(b.first for b in batches[1:])
@@ -151,7 +156,7 @@ def test_datamodule_minibatches_cover_the_real_steps_and_the_clock_counts_frames
         assert all(b.td["mask"].all() for b in epoch)  # padding never reaches a minibatch
         assert sum(b.td.batch_size[0] for b in epoch) == rollout_frames
     second = next(stream)
-    assert second.first and second.rollout == 2 and dm.frames > rollout_frames
+    assert second.first and second.rollout == 2 and dm.clock > rollout_frames
 
 
 def test_datamodule_whole_rollout_batches_and_exact_resume() -> None:
@@ -164,7 +169,7 @@ def test_datamodule_whole_rollout_batches_and_exact_resume() -> None:
     resumed = _datamodule(minibatch_size=None)
     resumed.load_state_dict(state)
     got = next(iter(resumed.train_dataloader()))
-    assert got.frames == expected.frames and got.rollout == expected.rollout
+    assert got.clock == expected.clock and got.rollout == expected.rollout
     for key in expected.td.keys(include_nested=True, leaves_only=True):
         assert torch.equal(got.td[key], expected.td[key]), key
 

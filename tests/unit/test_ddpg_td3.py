@@ -400,6 +400,6 @@ def test_collector_resets_ou_state_at_episode_ends_and_restores_it() -> None:
 
 
 def test_continuous_only() -> None:
-    assert DDPG.action_kinds == ("continuous",) and TD3.action_kinds == ("continuous",)
+    assert DDPG.consumes.actions == ("continuous",) and TD3.consumes.actions == ("continuous",)
     with pytest.raises(ValueError, match="continuous"):
         DDPG(EnvSpec("D-v0", (3,), "discrete", 2), hidden=[4])

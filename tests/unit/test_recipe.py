@@ -23,7 +23,7 @@ def test_shipped_recipes_validate_and_document_themselves(name: str) -> None:
 def test_resolved_recipe_has_all_defaults() -> None:
     recipe = load("ppo/cartpole")
     assert recipe.algo["target_kl"] is None and recipe.algo["gamma"] == 0.98
-    assert recipe.data["epochs"] == 20 and recipe.trainer["precision"] == "32-true"
+    assert recipe.algo["epochs"] == 20 and recipe.trainer["precision"] == "32-true"
 
 
 def test_overrides() -> None:
@@ -44,7 +44,7 @@ def test_overrides() -> None:
         (["budget.frames=-5"], "budget.frames"),
         (["env.bogus=1"], "env.bogus: unknown key"),
         (["bogus=1"], "bogus: unknown key"),
-        (["data.epochs=two"], "data.epochs:"),
+        (["algo.epochs=two"], "algo.epochs:"),
         (["trainer.max_epochs=3"], "trainer.max_epochs: set by lrl itself"),
         (["trainer.devices=[0, x]"], "trainer.devices"),
         (["novalue"], "expected KEY=VALUE"),

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from lrl.contract import Schedule
 from lrl.data.env import probe_env_spec
 from lrl.data.replay import HostRandomSampler, ReplayDataModule
 from lrl.recipe.schema import EnvConfig
@@ -21,8 +22,15 @@ class _Module(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.frames = 0
+        self.clock, self.discount = 0, 0.99
         self.device = torch.device("cpu")
+        self.spec = probe_env_spec(EnvConfig(id="Pendulum-v1"))
+
+    def set_clock(self, clock: int) -> None:
+        self.clock = clock
+
+    def process_rollout(self, td: Any) -> Any:
+        return td
 
     def collection_policy(self) -> nn.Module:
         from lrl.data.replay import UniformPolicy
@@ -34,7 +42,8 @@ def _dm(tmp: Path | None = None, **kwargs: Any) -> ReplayDataModule:
     env = EnvConfig(id="Pendulum-v1", num_envs=2)
     args = {"buffer_size": 300, "batch_size": 16, "learning_starts": 64, "frames_per_step": 8,
             "updates_per_step": 3, **kwargs}
-    dm = ReplayDataModule(env=env, spec=probe_env_spec(env), seed=0, budget_frames=10_000, **args)
+    dm = ReplayDataModule(env=env, spec=probe_env_spec(env), seed=0, budget=10_000, clock_unit="frames",
+                          schedule=Schedule(), **args)
     dm.trainer = SimpleNamespace(lightning_module=_Module(), world_size=1, global_rank=0)  # type: ignore[assignment]
     dm.resume_dir = tmp
     return dm
@@ -44,11 +53,11 @@ def test_learning_starts_and_update_to_data_ratio() -> None:
     dm = _dm()
     stream = iter(dm.train_dataloader())
     first = next(stream)
-    assert dm.frames == 64 and first.first and first.td.batch_size == torch.Size([16])  # nothing sampled before
+    assert dm.clock == 64 and first.first and first.td.batch_size == torch.Size([16])  # nothing sampled before
     assert len(dm.buffer) == 64  # type: ignore[arg-type]
     assert not next(stream).first and not dm.at_boundary
     assert not next(stream).first and dm.at_boundary  # 3 updates per collection step
-    assert next(stream).first and dm.frames == 72
+    assert next(stream).first and dm.clock == 72
 
 
 def test_fifo_capacity_and_flags_stored_separately() -> None:
@@ -56,7 +65,7 @@ def test_fifo_capacity_and_flags_stored_separately() -> None:
     stream = iter(dm.train_dataloader())
     next(stream)
     buf: Any = dm.buffer
-    assert len(buf) == 100 and dm.frames == 400
+    assert len(buf) == 100 and dm.clock == 400
     data = buf.storage.get(torch.arange(100))
     assert data["next", "truncated"].any() and not data["next", "terminated"].any()
     assert torch.equal(data["next", "done"], data["next", "truncated"] | data["next", "terminated"])
@@ -83,7 +92,7 @@ def test_sidecar_round_trip_is_exact(tmp_path: Path) -> None:
                            bufb.storage.get(torch.arange(100))[key])  # type: ignore[union-attr]
     for _ in range(9):  # and both continue identically: same samples, same new transitions
         x, y = next(stream), next(b_stream)
-        assert torch.equal(x.td["observation"], y.td["observation"]) and x.frames == y.frames
+        assert torch.equal(x.td["observation"], y.td["observation"]) and x.clock == y.clock
 
 
 def test_host_sampler_draws_on_the_cpu_generator_whatever_the_storage() -> None:

@@ -6,8 +6,6 @@ keeps away from the cliff while Q-learning's walks along it (Sutton & Barto Exam
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import gymnasium as gym
 import pytest
 import torch
@@ -23,8 +21,8 @@ from lrl.algos.sarsa.loss import (
     sarsa_target,
 )
 from lrl.algos.sarsa.module import SARSA
-from lrl.data.replay import ReplayDataModule
 from lrl.errors import RecipeError
+from lrl.recipe import load
 from lrl.spec import EnvSpec
 
 SPEC = EnvSpec("Toy-v0", (3,), "discrete", 3)
@@ -188,17 +186,17 @@ def test_expected_sarsa_annotates_the_epsilon_greedy_probabilities_at_the_true_n
 
 def test_epsilon_follows_the_frames_at_the_start_of_the_rollout() -> None:
     m = _module_with_q_table(eps_start=1.0, eps_end=0.0, eps_decay_frames=100, expected=True)
-    m.frames = 25  # the on-policy DataModule sets this before collecting
+    m.set_clock(25)  # the on-policy DataModule sets this before collecting
     td = m.annotate(_toy_rollout(), torch.Generator())
     assert m.epsilon() == pytest.approx(0.75)
     torch.testing.assert_close(td["next_probs"].max(), torch.tensor(0.75 / 3 + 0.25))
 
 
 def test_refuses_a_replay_buffer() -> None:
-    m = SARSA(SPEC)
-    m._trainer = SimpleNamespace(datamodule=ReplayDataModule.__new__(ReplayDataModule))  # type: ignore[assignment]
-    with pytest.raises(RecipeError, match="on-policy"):
-        m.setup("fit")
+    """SARSA declares it learns from on-policy rollouts only: a replay source is refused at validate time."""
+    assert SARSA.consumes.sources == ("onpolicy",)
+    with pytest.raises(RecipeError, match="learns from onpolicy data"):
+        load("sarsa/cartpole", ["data.name=replay"])
 
 
 # --- what SARSA learns ------------------------------------------------------------------------------------------

@@ -122,7 +122,8 @@ class DDPG(RLModule):
             self.record(**{"stats/exploration_std": self.exploration_std()})
         td = batch.td
         obs = td["observation"]
-        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
+        opts: Any = self.optimizers()  # Lightning types it as one optimizer or a list
+        actor_opt, critic_opt = opts
         out = self._critic_loss(obs, td["action"], td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1))
         manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)

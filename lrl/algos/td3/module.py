@@ -127,7 +127,8 @@ class TD3(RLModule):
         td = batch.td
         obs, action = td["observation"], td["action"]
         eps = torch.randn(action.shape, generator=self.generator(), device=action.device, dtype=torch.float32)
-        actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
+        opts: Any = self.optimizers()  # Lightning types it as one optimizer or a list
+        actor_opt, critic_opt = opts
         out = self._critic_loss(obs, action, td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1), eps)
         manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)

@@ -106,7 +106,9 @@ def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, dev
     algo = {k: v for k, v in recipe.algo.items() if k != "name"}
     info = ckpt["lrl"]
     spec = spec_from_dict(info["spec"] if "spec" in info else info["env_spec"])  # "env_spec": before Contract v2
-    module = algorithm_class(recipe.algo["name"])(spec, **{**algo, "compile": False})
+    if "compile" in algo:
+        algo["compile"] = False  # evaluation needs no compiled update
+    module = algorithm_class(recipe.algo["name"])(spec, **algo)
     module.load_state_dict(ckpt["state_dict"])
     module.to(device)
     clip_obs = recipe.env.clip_obs if recipe.env is not None else 10.0

@@ -137,7 +137,7 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         return f"{loc}: unknown key"
     if first["type"] == "missing":
         return f"{loc}: required key is missing"
-    return f"{loc}: {first['msg']} (got {first.get('input')!r})"
+    return f"{loc}: {first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})"
 
 
 def bindable_params(cls: type, exclude: set[str]) -> dict[str, inspect.Parameter]:

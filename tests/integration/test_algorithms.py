@@ -124,7 +124,7 @@ def _resumable_parts(ckpt: dict[str, Any]) -> dict[str, Any]:
     """What must be equal after an exact resume (Lightning's own loop bookkeeping may differ)."""
     skip = {"loops", "callbacks", "pytorch-lightning_version", "hparams_name", "hyper_parameters", "epoch"}
     out = {k: v for k, v in ckpt.items() if k not in skip}
-    out["lrl"] = {k: v for k, v in ckpt["lrl"].items() if k in ("frames", "recipe")}
+    out["lrl"] = {k: v for k, v in ckpt["lrl"].items() if k in ("clock", "clock_unit", "recipe")}
     return out
 
 

@@ -32,10 +32,9 @@ from torch import nn
 
 from lrl.algos.a2c.loss import a2c_loss, normalize_advantage
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.module import _Explore
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.estimators import explained_variance, gae
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
 
 
@@ -82,12 +81,10 @@ class A2C(RLModule):
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:

@@ -28,19 +28,8 @@ from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.estimators import annotate_gae
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
-
-
-class _Explore(nn.Module):
-    def __init__(self, net: ActorCritic) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        params = self.net.policy_params(obs)
-        action = self.net.head.sample(params, generator)
-        return {"action": action, "sample_log_prob": self.net.head.log_prob(params, action)}
 
 
 class PPO(RLModule):
@@ -86,12 +75,10 @@ class PPO(RLModule):
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:

@@ -25,13 +25,12 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage
-from lrl.algos.ppo.module import _Explore
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
 from lrl.estimators import annotate_gae
 from lrl.estimators.fisher import all_reduce_mean
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.networks.heads import Params
 from lrl.spec import EnvSpec
 
@@ -91,12 +90,10 @@ class PPOKL(RLModule):
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:

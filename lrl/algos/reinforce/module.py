@@ -96,10 +96,8 @@ class Reinforce(RLModule):
     def collection_policy(self) -> nn.Module:
         return SamplingPolicy(self.policy)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.policy(obs)
-        return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
+        return self.policy.act(obs, deterministic)
 
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:

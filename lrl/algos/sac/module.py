@@ -35,13 +35,15 @@ from lrl.algos.base import RLModule
 from lrl.algos.sac.loss import actor_loss, alpha_loss, critic_loss, soft_q_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
-from lrl.networks import EnsembleMLP, TanhGaussianHead, mlp
+from lrl.networks import EnsembleMLP, StochasticPolicy, TanhGaussianHead, mlp
 from lrl.networks.target import make_target, polyak_update_
 from lrl.spec import EnvSpec
 
 
-class Actor(nn.Module):
+class Actor(StochasticPolicy):
     """MLP body (activation after every hidden layer) and a tanh-Gaussian head scaled to the action bounds."""
+
+    head: TanhGaussianHead
 
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str, log_std_min: float,
                  log_std_max: float) -> None:
@@ -113,10 +115,8 @@ class SAC(RLModule):
     def collection_policy(self) -> nn.Module:
         return _Explore(self.actor)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.actor(obs)
-        return self.actor.head.mode(params) if deterministic else self.actor.head.sample(params)
+        return self.actor.act(obs, deterministic)
 
     # --- update ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor, action: torch.Tensor, target: bool = False,

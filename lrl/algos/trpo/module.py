@@ -29,7 +29,6 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.ppo.loss import normalize_advantage, value_loss
-from lrl.algos.ppo.module import _Explore
 from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
@@ -44,7 +43,7 @@ from lrl.estimators.fisher import (
     set_flat_params_,
     subsample,
 )
-from lrl.networks import ActorCritic, CategoricalHead
+from lrl.networks import ActorCritic, CategoricalHead, SamplingPolicy
 from lrl.spec import EnvSpec
 
 
@@ -109,12 +108,10 @@ class TRPO(RLModule):
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:

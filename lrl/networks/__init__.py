@@ -11,8 +11,9 @@ from lrl.networks.heads import (
 )
 from lrl.networks.mlp import ActorCritic, mlp
 from lrl.networks.policy import PolicyNet, SamplingPolicy, value_net
+from lrl.networks.q import EpsilonGreedy
 
 __all__ = [
-    "ActorCritic", "CategoricalHead", "EnsembleLinear", "EnsembleMLP", "GaussianHead", "PolicyHead", "PolicyNet",
-    "SamplingPolicy", "StochasticPolicy", "TanhGaussianHead", "make_policy_head", "mlp", "value_net",
+    "ActorCritic", "CategoricalHead", "EnsembleLinear", "EnsembleMLP", "EpsilonGreedy", "GaussianHead", "PolicyHead",
+    "PolicyNet", "SamplingPolicy", "StochasticPolicy", "TanhGaussianHead", "make_policy_head", "mlp", "value_net",
 ]

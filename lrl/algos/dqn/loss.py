@@ -37,15 +37,3 @@ def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: Literal["huber", 
     if kind == "huber":
         return F.smooth_l1_loss(q_taken, target)
     return (q_taken - target).pow(2).mean()
-
-
-def epsilon(frames: int, start: float, end: float, decay_frames: int,
-            schedule: Literal["linear", "exponential"] = "linear") -> float:
-    """ε of ε-greedy exploration at a given frame count: from ``start`` to ``end`` over ``decay_frames``
-    ("usually ε is progressively decreased during learning", seed 004 §2.1), then constant."""
-    if decay_frames <= 0 or frames >= decay_frames:
-        return end
-    progress = frames / decay_frames
-    if schedule == "linear":
-        return start + (end - start) * progress
-    return start * (end / start) ** progress if start > 0 and end > 0 else end

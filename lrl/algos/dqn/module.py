@@ -12,30 +12,19 @@ one does not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import epsilon, q_target, td_loss
+from lrl.algos.dqn.loss import q_target, td_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.networks import mlp
+from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
-
-
-class _EpsilonGreedy(nn.Module):
-    def __init__(self, q: Callable[[torch.Tensor], torch.Tensor], eps: Callable[[], float], n: int) -> None:
-        super().__init__()
-        self.q, self.eps, self.n = q, eps, n
-
-    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        greedy = self.q(obs).argmax(-1)
-        explore = torch.rand(greedy.shape, generator=generator, device=obs.device) < self.eps()
-        random = torch.randint(self.n, greedy.shape, generator=generator, device=obs.device)
-        return {"action": torch.where(explore, random, greedy)}
 
 
 class DQN(RLModule):
@@ -89,14 +78,11 @@ class DQN(RLModule):
         hp = self.hp
         return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
-    def collection_policy(self) -> nn.Module:
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
+    def collection_policy(self) -> EpsilonGreedy:
+        return EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.q_values(obs).argmax(-1)
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)(obs, torch.Generator())
+        return self.collection_policy().act(obs, deterministic)
 
     # --- update ------------------------------------------------------------------------------------------------
     def _networks(self, which: int) -> tuple[nn.Module, nn.Module, nn.Module]:

@@ -24,11 +24,9 @@ from typing import Any, Literal
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import epsilon, td_loss
-from lrl.algos.dqn.module import _EpsilonGreedy
+from lrl.algos.dqn.loss import td_loss
 from lrl.algos.sarsa.loss import (
     epsilon_greedy_probs,
     expected_sarsa_target,
@@ -38,6 +36,7 @@ from lrl.algos.sarsa.loss import (
 )
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.networks import mlp
+from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
 
@@ -89,15 +88,12 @@ class SARSA(RLModule):
         hp = self.hp
         return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
-    def collection_policy(self) -> nn.Module:
+    def collection_policy(self) -> EpsilonGreedy:
         """π: ε-greedy over the online Q (the DataModule sets ``self.clock`` before each rollout)."""
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
+        return EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.q_values(obs).argmax(-1)
-        return self.collection_policy()(obs, torch.Generator(device=obs.device))["action"]
+        return self.collection_policy().act(obs, deterministic)
 
     # --- the next action a' ----------------------------------------------------------------------------------
     @torch.no_grad()

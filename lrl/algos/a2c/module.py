@@ -77,7 +77,7 @@ class A2C(RLModule):
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
@@ -148,6 +148,4 @@ class A2C(RLModule):
         groups = [{"params": ps, "lr": lr} for ps, lr in zip(self._param_groups(), self._base_lrs(), strict=True)]
         if hp.optimizer == "rmsprop":
             return torch.optim.RMSprop(groups, lr=hp.lr, alpha=hp.rms_alpha, eps=hp.optim_eps)
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it with clipping
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(groups, lr=hp.lr, eps=hp.optim_eps, fused=fused)
+        return self.adam(groups, hp.lr, hp.optim_eps)

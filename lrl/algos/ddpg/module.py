@@ -34,23 +34,6 @@ from lrl.networks.deterministic import (
 from lrl.spec import EnvSpec
 
 
-def adam_pair(module: RLModule, actor: nn.Module, critic: nn.Module, actor_lr: float,
-              critic_lr: float, eps: float) -> list[torch.optim.Optimizer]:
-    """Adam for the actor and for the critic(s); fused (~30 % faster, DESIGN.md §4) unless under mixed precision."""
-    fused = module.device.type in ("cpu", "cuda") and "mixed" not in str(module.trainer.precision)
-    return [torch.optim.Adam(actor.parameters(), lr=actor_lr, eps=eps, fused=fused),
-            torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=eps, fused=fused)]
-
-
-def manual_step(module: RLModule, opt: Any, loss: torch.Tensor, max_grad_norm: float | None) -> None:
-    """One optimiser step under manual optimisation: zero, backward (Lightning's: precision, DDP), clip, step."""
-    opt.zero_grad(set_to_none=True)
-    module.manual_backward(loss)
-    if max_grad_norm is not None:
-        module.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
-    opt.step()
-
-
 class DDPG(RLModule):
     consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("continuous",))
     ddp_find_unused_parameters = True  # two backward passes per step, each reaching only part of the module
@@ -89,8 +72,8 @@ class DDPG(RLModule):
         self.ac = DeterministicActorCritic(spec, hidden if hidden is not None else [400, 300], activation,
                                            n_critics=1, critic_hidden=critic_hidden)
         self._noise = make_noise(exploration, ou_theta, ou_dt)
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
-        self._actor_loss = torch.compile(self._compute_actor_loss) if compile else self._compute_actor_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
+        self._actor_loss = self.maybe_compile(self._compute_actor_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
@@ -125,14 +108,14 @@ class DDPG(RLModule):
         actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
         out = self._critic_loss(obs, td["action"], td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1))
-        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
+        self.manual_step(critic_opt, out["loss"], hp.max_grad_norm)
         pi_loss = self._actor_loss(obs)
-        manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
+        self.manual_step(actor_opt, pi_loss, hp.max_grad_norm)
         self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
         self.record(**{"loss/critic": out["loss"], "loss/actor": pi_loss, "stats/q_mean": out["q"],
                        "stats/target_mean": out["y"]})
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hp
-        return adam_pair(self, self.ac.actor, self.ac.critic, hp.actor_lr if hp.actor_lr is not None else hp.lr,
-                         hp.lr, hp.adam_eps)
+        actor_lr = hp.actor_lr if hp.actor_lr is not None else hp.lr
+        return self.adam_pair(self.ac.actor, self.ac.critic, actor_lr, hp.lr, hp.adam_eps)

@@ -66,7 +66,7 @@ class DQN(RLModule):
         self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
         # Double Q-learning updates one of two networks per step: the other one gets no gradient.
         self.ddp_find_unused_parameters = target == "double_q"
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -132,5 +132,4 @@ class DQN(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(params, lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(params, self.hp.lr, self.hp.adam_eps)

@@ -87,7 +87,7 @@ class OffPolicyPG(RLModule):
         self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
         self.behaviour = copy.deepcopy(self.policy).requires_grad_(False)
         self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
-        self._forward = torch.compile(self._log_prob) if compile else self._log_prob
+        self._forward = self.maybe_compile(self._log_prob, compile)
         self._shape = (0, 0)
         self._scale = self._value_scale = torch.ones(())
         self._adv_mean, self._adv_inv_std = torch.zeros(()), torch.ones(())

@@ -70,7 +70,7 @@ class PPO(RLModule):
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
         self._clip = clip_range
 
     # --- acting ------------------------------------------------------------------------------------------------
@@ -125,6 +125,4 @@ class PPO(RLModule):
         return out["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it with clipping
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.parameters(), self.hp.lr, self.hp.adam_eps)

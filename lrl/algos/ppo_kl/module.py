@@ -85,7 +85,7 @@ class PPOKL(RLModule):
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
         self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))  # β or λ: checkpointed, same on all ranks
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
         self._rollout: TensorDict | None = None  # the current rollout, for the KL of the whole update
 
     # --- acting ------------------------------------------------------------------------------------------------
@@ -160,5 +160,4 @@ class PPOKL(RLModule):
         self.record(**{"stats/kl": kl, "stats/kl_coef": coef})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.net.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.net.parameters(), self.hp.lr, self.hp.adam_eps)

@@ -87,7 +87,7 @@ class Reinforce(RLModule):
         hidden = hidden if hidden is not None else [64, 64]
         self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
         self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
-        self._loss = torch.compile(self._policy_loss) if compile else self._policy_loss
+        self._loss = self.maybe_compile(self._policy_loss, compile)
         self._pass = 0
         self._scale = self._value_scale = torch.ones(())
         self._num_episodes = 0

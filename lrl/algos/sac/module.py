@@ -109,7 +109,7 @@ class SAC(RLModule):
         else:
             self.register_buffer("log_alpha", log_alpha)
         self.target_entropy = float(target_entropy if target_entropy is not None else -spec.action_dim)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
@@ -180,6 +180,4 @@ class SAC(RLModule):
         for lr, params in parts:
             by_lr.setdefault(float(lr if lr is not None else hp.lr), []).extend(params)
         groups = [{"params": params, "lr": lr} for lr, params in by_lr.items()]
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(groups, lr=hp.lr, eps=hp.adam_eps, fused=fused)
+        return self.adam(groups, hp.lr, hp.adam_eps)

@@ -78,7 +78,7 @@ class SARSA(RLModule):
         self.gamma = gamma
         self.q = mlp(spec.obs_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
         self.q_target = make_target(self.q) if target_update != "none" else None
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -158,5 +158,4 @@ class SARSA(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(params, lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(params, self.hp.lr, self.hp.adam_eps)

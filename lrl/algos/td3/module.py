@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ddpg.module import adam_pair, manual_step
 from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.networks.deterministic import (
@@ -80,8 +79,8 @@ class TD3(RLModule):
         self.updates = 0  # critic updates so far (the n of Alg. 10.1); checkpointed
         self._gen: torch.Generator | None = None
         self._gen_state: torch.Tensor | None = None
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
-        self._actor_loss = torch.compile(self._compute_actor_loss) if compile else self._compute_actor_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
+        self._actor_loss = self.maybe_compile(self._compute_actor_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
@@ -130,12 +129,12 @@ class TD3(RLModule):
         actor_opt, critic_opt = self.optimizers()  # type: ignore[misc, attr-defined]
         out = self._critic_loss(obs, action, td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1), eps)
-        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
+        self.manual_step(critic_opt, out["loss"], hp.max_grad_norm)
         self.updates += 1
         self.record(**{"loss/critic": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
         if self.updates % hp.policy_delay == 0:  # delayed: actor, then every target network (§10.4)
             pi_loss = self._actor_loss(obs)
-            manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
+            self.manual_step(actor_opt, pi_loss, hp.max_grad_norm)
             self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
             self.record(**{"loss/actor": pi_loss})
 
@@ -152,5 +151,5 @@ class TD3(RLModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hp
-        return adam_pair(self, self.ac.actor, self.ac.critic, hp.actor_lr if hp.actor_lr is not None else hp.lr,
-                         hp.lr, hp.adam_eps)
+        actor_lr = hp.actor_lr if hp.actor_lr is not None else hp.lr
+        return self.adam_pair(self.ac.actor, self.ac.critic, actor_lr, hp.lr, hp.adam_eps)

@@ -97,7 +97,7 @@ class TRPO(RLModule):
         self.line_search = self.line_search_default if line_search is None else line_search
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, False,
                                log_std_init, ortho_init)
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
         self._seed = torch.initial_seed()  # seeded by the launcher: per-rollout generators below are reproducible
 
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -213,8 +213,7 @@ class TRPO(RLModule):
             self.record(**{"stats/std": log_std.detach().exp().mean()})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.critic_parameters(), lr=self.hp.critic_lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.critic_parameters(), self.hp.critic_lr, self.hp.adam_eps)
 
 
 class NPG(TRPO):

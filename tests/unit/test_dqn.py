@@ -12,8 +12,9 @@ from torch import nn
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss
 
-from lrl.algos.dqn.loss import q_target, td_loss
+from lrl.algos.dqn.loss import q_target
 from lrl.algos.dqn.module import DQN
+from lrl.estimators.losses import td_loss
 from lrl.networks.q import epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec

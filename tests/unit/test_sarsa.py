@@ -13,7 +13,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from lrl.algos.dqn.loss import q_target, td_loss
+from lrl.algos.dqn.loss import q_target
 from lrl.algos.sarsa.loss import (
     epsilon_greedy_probs,
     expected_sarsa_target,
@@ -24,6 +24,7 @@ from lrl.algos.sarsa.loss import (
 from lrl.algos.sarsa.module import SARSA
 from lrl.data.replay import ReplayDataModule
 from lrl.errors import RecipeError
+from lrl.estimators.losses import td_loss
 from lrl.networks.q import EpsilonGreedy
 from lrl.spec import EnvSpec
 

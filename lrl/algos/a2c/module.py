@@ -30,10 +30,10 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lrl.algos.a2c.loss import a2c_loss, normalize_advantage
+from lrl.algos.a2c.loss import a2c_loss
 from lrl.algos.base import RLModule
 from lrl.contract import ROLLOUT_KEYS, Consumes
-from lrl.estimators import explained_variance, gae
+from lrl.estimators import explained_variance, gae, normalize_advantage
 from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
 

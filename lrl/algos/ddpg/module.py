@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
+from lrl.algos.ddpg.loss import critic_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import deterministic_actor_loss, q_regression_loss
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -93,10 +94,10 @@ class DDPG(RLModule):
             next_q = self.ac.critic_target(next_obs, self.ac.actor_target(next_obs))[0]
             y = critic_target(reward, terminated, next_q, self.hp.gamma)
         q = self.ac.critic(obs, action)
-        return {"loss": critic_loss(q, y, self.hp.loss), "q": q.detach().mean(), "y": y.mean()}
+        return {"loss": q_regression_loss(q, y, self.hp.loss), "q": q.detach().mean(), "y": y.mean()}
 
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
+        return deterministic_actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch = self.next_batch(dataloader_iter)

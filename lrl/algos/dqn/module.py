@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import q_target, td_loss
+from lrl.algos.dqn.loss import q_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import td_loss
 from lrl.networks import mlp
 from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_

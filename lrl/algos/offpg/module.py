@@ -26,11 +26,11 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.offpg.loss import Importance, off_policy_advantages
-from lrl.algos.reinforce.common import all_sum, annotate_returns, global_counts
-from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, policy_gradient_loss, value_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
 from lrl.estimators import effective_sample_size, episode_starts
+from lrl.estimators.losses import masked_value_loss, policy_gradient_loss
+from lrl.estimators.monte_carlo import Discounting, Returns, all_sum, annotate_returns, global_counts, masked_moments
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
 from lrl.spec import EnvSpec
 
@@ -183,7 +183,7 @@ class OffPolicyPG(RLModule):
             self._record_weights(td, w, clipped)
             self.record(**{"loss/policy": pg, "stats/entropy": entropy})
         if self.value is not None:
-            v_loss = value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
+            v_loss = masked_value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
             loss = loss + v_loss
             self.record(**{"loss/value": v_loss})
         if loss.requires_grad:

@@ -25,9 +25,9 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
+from lrl.algos.ppo.loss import ppo_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
-from lrl.estimators import annotate_gae
+from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
 

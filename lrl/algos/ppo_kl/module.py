@@ -24,11 +24,10 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
-from lrl.estimators import annotate_gae
+from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.estimators.fisher import all_reduce_mean
 from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.networks.heads import Params

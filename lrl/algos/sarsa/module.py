@@ -26,7 +26,6 @@ import torch
 from tensordict import TensorDict
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import td_loss
 from lrl.algos.sarsa.loss import (
     epsilon_greedy_probs,
     expected_sarsa_target,
@@ -35,6 +34,7 @@ from lrl.algos.sarsa.loss import (
     sarsa_target,
 )
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
+from lrl.estimators.losses import td_loss
 from lrl.networks import mlp
 from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
+from lrl.algos.td3.loss import smoothed_target_action, twin_critic_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import deterministic_actor_loss, q_regression_loss
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -113,10 +114,10 @@ class TD3(RLModule):
                                                  hp.target_noise_clip * scale, actor.low, actor.high)
             y = twin_critic_target(reward, terminated, self.ac.critic_target(next_obs, next_action), hp.gamma)
         q = self.ac.critic(obs, action)
-        return {"loss": critic_loss(q, y, hp.loss), "q": q.detach().mean(), "y": y.mean()}
+        return {"loss": q_regression_loss(q, y, hp.loss), "q": q.detach().mean(), "y": y.mean()}
 
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
+        return deterministic_actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch = self.next_batch(dataloader_iter)

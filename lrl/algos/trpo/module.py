@@ -28,11 +28,10 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage, value_loss
-from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
+from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
-from lrl.estimators import annotate_gae
+from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.estimators.cg import conjugate_gradient
 from lrl.estimators.fisher import (
     Params,
@@ -43,6 +42,7 @@ from lrl.estimators.fisher import (
     set_flat_params_,
     subsample,
 )
+from lrl.estimators.losses import surrogate, value_loss
 from lrl.networks import ActorCritic, CategoricalHead, SamplingPolicy
 from lrl.spec import EnvSpec
 

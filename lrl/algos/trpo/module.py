@@ -1,4 +1,5 @@
-"""Trust Region Policy Optimisation and the Natural Policy Gradient (Schulman et al. 2015; Kakade 2002).
+"""Trust Region Policy Optimisation and the Natural Policy Gradient (Schulman et al. 2015; Kakade 2002); NPG is
+this class without the line search (:class:`lrl.algos.npg.module.NPG`).
 
 Seeds: 004 ch. 6 (Alg. 6.1, NPG) and ch. 7 (Alg. 7.1, TRPO), 003 (Algs. 1–3: "TRPO = NPG + line search"),
 000 §1/§3, 001 §4.5. One update per rollout, on the whole rollout (declared in ``consumes``):
@@ -215,10 +216,3 @@ class TRPO(RLModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.adam(self.critic_parameters(), self.hp.critic_lr, self.hp.adam_eps)
 
-
-class NPG(TRPO):
-    """Natural Policy Gradient (seed 004 Alg. 6.1, seed 003 Alg. 1): the trust-region step without TRPO's line
-    search, θ ← θ + sqrt(2ε / gᵀF⁻¹g)·F⁻¹g. The same class as :class:`TRPO`; only ``line_search``'s default
-    differs (seed 003: "TRPO = NPG + line search")."""
-
-    line_search_default: ClassVar[bool] = False

@@ -74,3 +74,10 @@ def annotate_gae(td: Any, value_fn: Callable[[torch.Tensor], torch.Tensor], gamm
     td.set("advantage", adv)
     td.set("value_target", adv + value)
     return explained_variance(value, adv + value)
+
+
+def normalize_advantage(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(Â − mean) / (std + eps) over the batch (unchanged when it holds fewer than two samples)."""
+    if adv.numel() < 2:
+        return adv
+    return (adv - adv.mean()) / (adv.std() + eps)

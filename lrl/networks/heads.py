@@ -41,6 +41,22 @@ class PolicyHead(nn.Module):
         raise NotImplementedError
 
 
+class StochasticPolicy(nn.Module):
+    """A network that ends in a :class:`PolicyHead`: :meth:`policy_params` gives the head's distribution parameters
+    (``self(obs)`` unless a subclass says otherwise), :meth:`act` the action ``RLModule.act`` returns."""
+
+    head: PolicyHead
+
+    def policy_params(self, obs: torch.Tensor) -> Params:
+        return self(obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """The distribution's mode, or a sample drawn from the global RNG."""
+        params = self.policy_params(obs)
+        return self.head.mode(params) if deterministic else self.head.sample(params)
+
+
 class CategoricalHead(PolicyHead):
     def __init__(self, in_dim: int, n: int) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from lrl.networks.heads import PolicyHead, make_policy_head
+from lrl.networks.heads import Params, PolicyHead, StochasticPolicy, make_policy_head
 from lrl.spec import EnvSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
@@ -32,7 +32,7 @@ def orthogonal_init(module: nn.Module, gain: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ActorCritic(nn.Module):
+class ActorCritic(StochasticPolicy):
     """Separate (default) or shared MLP bodies for a policy head and a state-value head.
 
     Orthogonal initialisation with gains √2 (hidden), 0.01 (policy output) and 1 (value output) is the
@@ -54,7 +54,7 @@ class ActorCritic(nn.Module):
             orthogonal_init(self.head, 0.01)
             orthogonal_init(self.value_out, 1.0)
 
-    def policy_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def policy_params(self, obs: torch.Tensor) -> Params:
         return self.head(self.actor_body(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:

@@ -7,17 +7,16 @@ when a learned baseline is asked for, and, for off-policy learning, a second fro
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import torch
 from torch import nn
 
-from lrl.networks.heads import Params, PolicyHead, make_policy_head
+from lrl.networks.heads import Params, PolicyHead, StochasticPolicy, make_policy_head
 from lrl.networks.mlp import mlp, orthogonal_init
 from lrl.spec import EnvSpec
 
 
-class PolicyNet(nn.Module):
+class PolicyNet(StochasticPolicy):
     """MLP body + policy head (seed 004 §3.1: softmax over |A| logits, or a diagonal Gaussian with a learned
     log-std). ``forward(obs)`` returns the head's distribution parameters."""
 
@@ -33,9 +32,6 @@ class PolicyNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> Params:  # type: ignore[override]
         return self.head(self.body(obs))
 
-    def policy_params(self, obs: torch.Tensor) -> Params:
-        return self(obs)
-
 
 def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True) -> nn.Sequential:
     """V(s): an MLP with one output (orthogonal init, gain 1 on the output layer, when ``ortho_init``)."""
@@ -46,21 +42,15 @@ def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_
     return net
 
 
-class _HasPolicy(Protocol):
-    head: PolicyHead
-
-    def policy_params(self, obs: torch.Tensor) -> Params: ...
-
-
 class SamplingPolicy(nn.Module):
-    """The collection policy: ``(obs, generator) -> {"action", "sample_log_prob"}`` (DESIGN.md §3)."""
+    """The collection policy of a :class:`StochasticPolicy` (an :class:`ActorCritic`, a :class:`PolicyNet`):
+    ``(obs, generator) -> {"action", "sample_log_prob"}`` (DESIGN.md §3)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: StochasticPolicy) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        net: _HasPolicy = self.net  # type: ignore[assignment]
-        params = net.policy_params(obs)
-        action = net.head.sample(params, generator)
-        return {"action": action, "sample_log_prob": net.head.log_prob(params, action)}
+        params = self.net.policy_params(obs)
+        action = self.net.head.sample(params, generator)
+        return {"action": action, "sample_log_prob": self.net.head.log_prob(params, action)}

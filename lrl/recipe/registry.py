@@ -15,7 +15,7 @@ ALGORITHMS: dict[str, str] = {
     "a2c": "lrl.algos.a2c.module:A2C",
     "ddpg": "lrl.algos.ddpg.module:DDPG",
     "dqn": "lrl.algos.dqn.module:DQN",
-    "npg": "lrl.algos.trpo.module:NPG",
+    "npg": "lrl.algos.npg.module:NPG",
     "offpg": "lrl.algos.offpg.module:OffPolicyPG",
     "ppo": "lrl.algos.ppo.module:PPO",
     "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",

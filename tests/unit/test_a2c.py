@@ -14,10 +14,11 @@ from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 from torchrl.objectives import A2CLoss, ValueEstimators
 
-from lrl.algos.a2c.loss import a2c_loss, policy_gradient_loss, value_loss
+from lrl.algos.a2c.loss import a2c_loss, policy_gradient_loss
 from lrl.algos.a2c.module import A2C
 from lrl.contract import Schedule, schedule_of
 from lrl.errors import RecipeError
+from lrl.estimators.losses import value_loss
 from lrl.recipe import load
 from lrl.spec import EnvSpec
 

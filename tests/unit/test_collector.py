@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lrl.algos.ppo.module import _Explore
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import make_vec_env, probe_env_spec
 from lrl.data.normalize import ObsNormalizer
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.recipe.schema import EnvConfig
 
 
@@ -17,7 +16,7 @@ def _collector(env_id: str = "CartPole-v1", n: int = 4, steps: int = 64, norm: b
     cfg = EnvConfig(id=env_id, num_envs=n)
     spec = probe_env_spec(cfg)
     torch.manual_seed(0)
-    policy = _Explore(ActorCritic(spec, [16]))
+    policy = SamplingPolicy(ActorCritic(spec, [16]))
     return VecEnvCollector(make_vec_env(cfg, n), spec, policy, steps_per_env=steps, env_seeds=list(range(n)),
                            obs_normalizer=ObsNormalizer(spec.obs_shape, 10.0) if norm else None)
 

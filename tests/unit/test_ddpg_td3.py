@@ -17,13 +17,14 @@ from torch import nn
 from torchrl.modules import ValueOperator
 from torchrl.objectives import DDPGLoss, TD3Loss
 
-from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
+from lrl.algos.ddpg.loss import critic_target
 from lrl.algos.ddpg.module import DDPG
 from lrl.algos.td3.loss import smoothed_target_action, twin_critic_target
 from lrl.algos.td3.module import TD3
 from lrl.contract import Batch
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import make_vec_env, probe_env_spec
+from lrl.estimators.losses import deterministic_actor_loss, q_regression_loss
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     GaussianNoise,
@@ -112,7 +113,7 @@ def test_both_critics_regress_to_the_same_target() -> None:
     torch.manual_seed(1)
     q = torch.randn(2, 16, requires_grad=True)
     y = torch.randn(16)
-    critic_loss(q, y).backward()
+    q_regression_loss(q, y).backward()
     assert q.grad is not None
     torch.testing.assert_close(q.grad, 2 * (q.detach() - y) / 16)  # ∂/∂q_i of mean (q_i − y)²: one y for both
     # and in the module: the gradient of each critic is that of its own squared error against the one y
@@ -310,8 +311,8 @@ def test_td3_losses_equal_torchrl_td3_loss() -> None:
                                  td["next", "observation"], td["next", "terminated"].squeeze(-1), eps)
     torch.testing.assert_close(out["loss"], expected["loss_qvalue"])
     torch.testing.assert_close(m._compute_actor_loss(td["observation"]), expected["loss_actor"])
-    torch.testing.assert_close(actor_loss(m.ac.critic.q1(td["observation"], m.ac.actor(td["observation"]))),
-                               expected["loss_actor"])
+    obs = td["observation"]
+    torch.testing.assert_close(deterministic_actor_loss(m.ac.critic.q1(obs, m.ac.actor(obs))), expected["loss_actor"])
 
 
 # --- exploration ----------------------------------------------------------------------------------------------

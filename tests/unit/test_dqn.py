@@ -12,8 +12,10 @@ from torch import nn
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss
 
-from lrl.algos.dqn.loss import epsilon, q_target, td_loss
+from lrl.algos.dqn.loss import q_target
 from lrl.algos.dqn.module import DQN
+from lrl.estimators.losses import td_loss
+from lrl.networks.q import epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
 
@@ -150,3 +152,5 @@ def test_epsilon_greedy_collection_policy_explores_at_rate_epsilon() -> None:
     actions = policy(obs, torch.Generator().manual_seed(0))["action"]
     other = (actions != greedy).float().mean().item()  # ε/2 of the random actions pick the other action
     assert other == pytest.approx(0.15, abs=0.01)
+    explored = m.act(obs, deterministic=False)  # actions, as evaluation and load_policy need them
+    assert explored.shape == (20000,) and ((explored != greedy).float().mean().item() == pytest.approx(0.15, abs=0.01))

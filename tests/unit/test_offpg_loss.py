@@ -11,10 +11,11 @@ import torch
 
 from lrl.algos.offpg.loss import off_policy_advantages
 from lrl.algos.offpg.module import OffPolicyPG
-from lrl.algos.reinforce.loss import monte_carlo_returns, policy_gradient_loss
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import make_vec_env, probe_env_spec
 from lrl.errors import RecipeError
+from lrl.estimators.losses import policy_gradient_loss
+from lrl.estimators.monte_carlo import monte_carlo_returns
 from lrl.recipe.schema import EnvConfig
 
 KINDS = ["trajectory", "per_decision", "current", "first_order"]

@@ -11,7 +11,8 @@ from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss
 
-from lrl.algos.ppo.loss import approx_kl, clipped_surrogate, ppo_loss, value_loss
+from lrl.algos.ppo.loss import approx_kl, clipped_surrogate, ppo_loss
+from lrl.estimators.losses import value_loss
 
 
 @pytest.mark.parametrize(

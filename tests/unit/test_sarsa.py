@@ -11,8 +11,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from lrl.algos.dqn.loss import q_target, td_loss
-from lrl.algos.dqn.module import _EpsilonGreedy
+from lrl.algos.dqn.loss import q_target
 from lrl.algos.sarsa.loss import (
     epsilon_greedy_probs,
     expected_sarsa_target,
@@ -22,6 +21,8 @@ from lrl.algos.sarsa.loss import (
 )
 from lrl.algos.sarsa.module import SARSA
 from lrl.errors import RecipeError
+from lrl.estimators.losses import td_loss
+from lrl.networks.q import EpsilonGreedy
 from lrl.recipe import load
 from lrl.spec import EnvSpec
 
@@ -76,7 +77,7 @@ def test_mean_of_sampled_sarsa_targets_is_the_expected_sarsa_target() -> None:
     eps, n = 0.4, 200_000
     reward, next_q = torch.randn(5), torch.randn(5, 3)
     terminated = torch.tensor([False, False, True, False, False])
-    policy = _EpsilonGreedy(lambda obs: next_q[obs[:, 0].long()], lambda: eps, 3)
+    policy = EpsilonGreedy(lambda obs: next_q[obs[:, 0].long()], lambda: eps, 3)
     obs = torch.arange(5).repeat(n).unsqueeze(-1).float()  # state i = next_q[i]
     a = policy(obs, torch.Generator().manual_seed(1))["action"].view(n, 5)
     samples = sarsa_target(reward.repeat(n, 1), terminated.repeat(n, 1), next_q.expand(n, 5, 3), a, gamma=0.9)

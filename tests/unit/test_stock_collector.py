@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrl.algos.ppo.module import _Explore
 from lrl.data.collector import VecEnvCollector
 from lrl.data.env import make_vec_env, probe_env_spec
 from lrl.data.normalize import ObsNormalizer
 from lrl.data.torchrl_collector import StockCollector
 from lrl.errors import RecipeError
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.recipe.schema import EnvConfig
 
 
@@ -19,7 +18,7 @@ def _pair(env_id: str, n: int, steps: int) -> tuple[VecEnvCollector, StockCollec
     cfg = EnvConfig(id=env_id, num_envs=n)
     spec = probe_env_spec(cfg)
     torch.manual_seed(0)
-    policy = _Explore(ActorCritic(spec, [16]))
+    policy = SamplingPolicy(ActorCritic(spec, [16]))
     seeds = [10 + i for i in range(n)]
     lean = VecEnvCollector(make_vec_env(cfg, n), spec, policy, steps_per_env=steps, env_seeds=seeds)
     stock = StockCollector(make_vec_env(cfg, n), spec, policy, steps_per_env=steps, env_seeds=seeds)
@@ -67,7 +66,7 @@ def test_stock_collector_state_dict_round_trip() -> None:
 def test_stock_collector_rejects_normalisation() -> None:
     cfg = EnvConfig(id="CartPole-v1", num_envs=2)
     spec = probe_env_spec(cfg)
-    policy = _Explore(ActorCritic(spec, [16]))
+    policy = SamplingPolicy(ActorCritic(spec, [16]))
     with pytest.raises(RecipeError, match=r"data\.collector=torchrl"):
         StockCollector(make_vec_env(cfg, 2), spec, policy, steps_per_env=8, env_seeds=[0, 1],
                        obs_normalizer=ObsNormalizer(spec.obs_shape, 10.0))

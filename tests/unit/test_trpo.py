@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
-from lrl.algos.trpo.module import NPG, TRPO
+from lrl.algos.npg.module import NPG
+from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale
+from lrl.algos.trpo.module import TRPO
 from lrl.estimators.cg import conjugate_gradient
 from lrl.estimators.fisher import fisher_vector_product, flat_grad, flat_params, set_flat_params_
+from lrl.estimators.losses import surrogate
 from lrl.spec import EnvSpec
 from tests.unit.test_trpo_estimators import SmallPolicy, _flat_fn, exact_fisher
 

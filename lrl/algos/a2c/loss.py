@@ -1,16 +1,14 @@
 """A2C's loss as pure functions of explicit tensors (seed 004 §3.5–3.6, eq. 3.29–3.33; seed 003 "Actor-critic").
 
 Conventions: losses are minimised, so the policy-gradient surrogate enters with a minus sign. The critic's squared
-error and the advantage standardisation are PPO's (imported, one definition in the code base).
+error and the advantage standardisation are PPO's (one definition in the code base, in :mod:`lrl.estimators`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from lrl.algos.ppo.loss import normalize_advantage, value_loss
-
-__all__ = ["a2c_loss", "normalize_advantage", "policy_gradient_loss", "value_loss"]
+from lrl.estimators.losses import value_loss
 
 
 def policy_gradient_loss(logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:

@@ -30,12 +30,11 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lrl.algos.a2c.loss import a2c_loss, normalize_advantage
+from lrl.algos.a2c.loss import a2c_loss
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.module import _Explore
 from lrl.contract import ROLLOUT_KEYS, Consumes
-from lrl.estimators import explained_variance, gae
-from lrl.networks import ActorCritic
+from lrl.estimators import explained_variance, gae, normalize_advantage
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
 
 
@@ -78,16 +77,14 @@ class A2C(RLModule):
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
@@ -151,6 +148,4 @@ class A2C(RLModule):
         groups = [{"params": ps, "lr": lr} for ps, lr in zip(self._param_groups(), self._base_lrs(), strict=True)]
         if hp.optimizer == "rmsprop":
             return torch.optim.RMSprop(groups, lr=hp.lr, alpha=hp.rms_alpha, eps=hp.optim_eps)
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it with clipping
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(groups, lr=hp.lr, eps=hp.optim_eps, fused=fused)
+        return self.adam(groups, hp.lr, hp.optim_eps)

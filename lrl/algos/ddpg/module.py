@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
+from lrl.algos.ddpg.loss import critic_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import deterministic_actor_loss, q_regression_loss
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -32,23 +33,6 @@ from lrl.networks.deterministic import (
     noise_std,
 )
 from lrl.spec import EnvSpec
-
-
-def adam_pair(module: RLModule, actor: nn.Module, critic: nn.Module, actor_lr: float,
-              critic_lr: float, eps: float) -> list[torch.optim.Optimizer]:
-    """Adam for the actor and for the critic(s); fused (~30 % faster, DESIGN.md §4) unless under mixed precision."""
-    fused = module.device.type in ("cpu", "cuda") and "mixed" not in str(module.trainer.precision)
-    return [torch.optim.Adam(actor.parameters(), lr=actor_lr, eps=eps, fused=fused),
-            torch.optim.Adam(critic.parameters(), lr=critic_lr, eps=eps, fused=fused)]
-
-
-def manual_step(module: RLModule, opt: Any, loss: torch.Tensor, max_grad_norm: float | None) -> None:
-    """One optimiser step under manual optimisation: zero, backward (Lightning's: precision, DDP), clip, step."""
-    opt.zero_grad(set_to_none=True)
-    module.manual_backward(loss)
-    if max_grad_norm is not None:
-        module.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
-    opt.step()
 
 
 class DDPG(RLModule):
@@ -89,8 +73,8 @@ class DDPG(RLModule):
         self.ac = DeterministicActorCritic(spec, hidden if hidden is not None else [400, 300], activation,
                                            n_critics=1, critic_hidden=critic_hidden)
         self._noise = make_noise(exploration, ou_theta, ou_dt)
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
-        self._actor_loss = torch.compile(self._compute_actor_loss) if compile else self._compute_actor_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
+        self._actor_loss = self.maybe_compile(self._compute_actor_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
@@ -110,10 +94,10 @@ class DDPG(RLModule):
             next_q = self.ac.critic_target(next_obs, self.ac.actor_target(next_obs))[0]
             y = critic_target(reward, terminated, next_q, self.hp.gamma)
         q = self.ac.critic(obs, action)
-        return {"loss": critic_loss(q, y, self.hp.loss), "q": q.detach().mean(), "y": y.mean()}
+        return {"loss": q_regression_loss(q, y, self.hp.loss), "q": q.detach().mean(), "y": y.mean()}
 
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
+        return deterministic_actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch = self.next_batch(dataloader_iter)
@@ -126,14 +110,14 @@ class DDPG(RLModule):
         actor_opt, critic_opt = opts
         out = self._critic_loss(obs, td["action"], td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1))
-        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
+        self.manual_step(critic_opt, out["loss"], hp.max_grad_norm)
         pi_loss = self._actor_loss(obs)
-        manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
+        self.manual_step(actor_opt, pi_loss, hp.max_grad_norm)
         self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
         self.record(**{"loss/critic": out["loss"], "loss/actor": pi_loss, "stats/q_mean": out["q"],
                        "stats/target_mean": out["y"]})
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hp
-        return adam_pair(self, self.ac.actor, self.ac.critic, hp.actor_lr if hp.actor_lr is not None else hp.lr,
-                         hp.lr, hp.adam_eps)
+        actor_lr = hp.actor_lr if hp.actor_lr is not None else hp.lr
+        return self.adam_pair(self.ac.actor, self.ac.critic, actor_lr, hp.lr, hp.adam_eps)

@@ -12,30 +12,20 @@ one does not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import epsilon, q_target, td_loss
+from lrl.algos.dqn.loss import q_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import td_loss
 from lrl.networks import mlp
+from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
-
-
-class _EpsilonGreedy(nn.Module):
-    def __init__(self, q: Callable[[torch.Tensor], torch.Tensor], eps: Callable[[], float], n: int) -> None:
-        super().__init__()
-        self.q, self.eps, self.n = q, eps, n
-
-    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        greedy = self.q(obs).argmax(-1)
-        explore = torch.rand(greedy.shape, generator=generator, device=obs.device) < self.eps()
-        random = torch.randint(self.n, greedy.shape, generator=generator, device=obs.device)
-        return {"action": torch.where(explore, random, greedy)}
 
 
 class DQN(RLModule):
@@ -77,7 +67,7 @@ class DQN(RLModule):
         self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
         # Double Q-learning updates one of two networks per step: the other one gets no gradient.
         self.ddp_find_unused_parameters = target == "double_q"
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -89,14 +79,11 @@ class DQN(RLModule):
         hp = self.hp
         return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
-    def collection_policy(self) -> nn.Module:
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
+    def collection_policy(self) -> EpsilonGreedy:
+        return EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.q_values(obs).argmax(-1)
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)(obs, torch.Generator())
+        return self.collection_policy().act(obs, deterministic)
 
     # --- update ------------------------------------------------------------------------------------------------
     def _networks(self, which: int) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -146,5 +133,4 @@ class DQN(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(params, lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(params, self.hp.lr, self.hp.adam_eps)

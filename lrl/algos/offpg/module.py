@@ -26,11 +26,11 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.offpg.loss import Importance, off_policy_advantages
-from lrl.algos.reinforce.common import all_sum, annotate_returns, global_counts
-from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, policy_gradient_loss, value_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
 from lrl.estimators import effective_sample_size, episode_starts
+from lrl.estimators.losses import masked_value_loss, policy_gradient_loss
+from lrl.estimators.monte_carlo import Discounting, Returns, all_sum, annotate_returns, global_counts, masked_moments
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
 from lrl.spec import EnvSpec
 
@@ -87,7 +87,7 @@ class OffPolicyPG(RLModule):
         self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
         self.behaviour = copy.deepcopy(self.policy).requires_grad_(False)
         self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
-        self._forward = torch.compile(self._log_prob) if compile else self._log_prob
+        self._forward = self.maybe_compile(self._log_prob, compile)
         self._shape = (0, 0)
         self._scale = self._value_scale = torch.ones(())
         self._adv_mean, self._adv_inv_std = torch.zeros(()), torch.ones(())
@@ -97,10 +97,8 @@ class OffPolicyPG(RLModule):
     def collection_policy(self) -> nn.Module:
         return SamplingPolicy(self.behaviour)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.policy(obs)
-        return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
+        return self.policy.act(obs, deterministic)
 
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:
@@ -185,7 +183,7 @@ class OffPolicyPG(RLModule):
             self._record_weights(td, w, clipped)
             self.record(**{"loss/policy": pg, "stats/entropy": entropy})
         if self.value is not None:
-            v_loss = value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
+            v_loss = masked_value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
             loss = loss + v_loss
             self.record(**{"loss/value": v_loss})
         if loss.requires_grad:

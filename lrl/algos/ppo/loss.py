@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from lrl.estimators.losses import value_loss
+
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
                       clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,28 +23,9 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: tor
     return torch.minimum(unclipped, clipped).mean(), clip_fraction
 
 
-def value_loss(value: torch.Tensor, target: torch.Tensor, old_value: torch.Tensor | None = None,
-               clip_range_vf: float | None = None) -> torch.Tensor:
-    """E[(V − target)²] (no ½, as in Stable-Baselines3, so ``vf_coef`` means the same), or with value
-    clipping (PPO2) the mean of the larger of the clipped and unclipped squared errors.
-
-    [NOT IN SEEDS: value clipping; it is the reference implementation's option.]
-    """
-    if clip_range_vf is None or old_value is None:
-        return (value - target).pow(2).mean()
-    clipped = old_value + (value - old_value).clamp(-clip_range_vf, clip_range_vf)
-    return torch.maximum((value - target).pow(2), (clipped - target).pow(2)).mean()
-
-
 def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
     """KL̂(old‖new) = mean(log π_old(a|s) − log π_new(a|s)) on the taken actions (seed 004 eq. 8.3)."""
     return (old_logp - logp).mean()
-
-
-def normalize_advantage(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    if adv.numel() < 2:
-        return adv
-    return (adv - adv.mean()) / (adv.std() + eps)
 
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, entropy: torch.Tensor,

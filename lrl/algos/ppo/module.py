@@ -25,22 +25,11 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage, ppo_loss
+from lrl.algos.ppo.loss import ppo_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
-from lrl.estimators import annotate_gae
-from lrl.networks import ActorCritic
+from lrl.estimators import annotate_gae, normalize_advantage
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.spec import EnvSpec
-
-
-class _Explore(nn.Module):
-    def __init__(self, net: ActorCritic) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, obs: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        params = self.net.policy_params(obs)
-        action = self.net.head.sample(params, generator)
-        return {"action": action, "sample_log_prob": self.net.head.log_prob(params, action)}
 
 
 class PPO(RLModule):
@@ -81,17 +70,15 @@ class PPO(RLModule):
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
         self._clip = clip_range
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
@@ -138,6 +125,4 @@ class PPO(RLModule):
         return out["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it with clipping
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.parameters(), self.hp.lr, self.hp.adam_eps)

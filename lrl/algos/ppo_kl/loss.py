@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from lrl.algos.ppo.loss import value_loss
-from lrl.algos.trpo.loss import surrogate
+from lrl.estimators.losses import surrogate, value_loss
 
 
 def ppo_kl_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, kl: torch.Tensor,

@@ -24,14 +24,12 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage
-from lrl.algos.ppo.module import _Explore
 from lrl.algos.ppo_kl.loss import adaptive_kl_coef, dual_ascent_kl_coef, ppo_kl_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.errors import RecipeError
-from lrl.estimators import annotate_gae
+from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.estimators.fisher import all_reduce_mean
-from lrl.networks import ActorCritic
+from lrl.networks import ActorCritic, SamplingPolicy
 from lrl.networks.heads import Params
 from lrl.spec import EnvSpec
 
@@ -86,17 +84,15 @@ class PPOKL(RLModule):
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init)
         self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))  # β or λ: checkpointed, same on all ranks
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
         self._rollout: TensorDict | None = None  # the current rollout, for the KL of the whole update
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
@@ -163,5 +159,4 @@ class PPOKL(RLModule):
         self.record(**{"stats/kl": kl, "stats/kl_coef": coef})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.net.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.net.parameters(), self.hp.lr, self.hp.adam_eps)

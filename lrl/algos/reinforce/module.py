@@ -26,18 +26,20 @@ from torch import nn
 from torch.func import functional_call
 
 from lrl.algos.base import RLModule
-from lrl.algos.reinforce.common import Baseline, all_sum, annotate_returns, global_counts
-from lrl.algos.reinforce.loss import (
-    Discounting,
-    Returns,
-    linear_surrogate,
-    masked_moments,
-    policy_gradient_loss,
-    value_loss,
-)
+from lrl.algos.reinforce.loss import linear_surrogate
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
 from lrl.estimators import episode_index, optimal_baseline, trajectory_scores
+from lrl.estimators.losses import masked_value_loss, policy_gradient_loss
+from lrl.estimators.monte_carlo import (
+    Baseline,
+    Discounting,
+    Returns,
+    all_sum,
+    annotate_returns,
+    global_counts,
+    masked_moments,
+)
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
 from lrl.spec import EnvSpec
 
@@ -87,7 +89,7 @@ class Reinforce(RLModule):
         hidden = hidden if hidden is not None else [64, 64]
         self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
         self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
-        self._loss = torch.compile(self._policy_loss) if compile else self._policy_loss
+        self._loss = self.maybe_compile(self._policy_loss, compile)
         self._pass = 0
         self._scale = self._value_scale = torch.ones(())
         self._num_episodes = 0
@@ -96,10 +98,8 @@ class Reinforce(RLModule):
     def collection_policy(self) -> nn.Module:
         return SamplingPolicy(self.policy)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.policy(obs)
-        return self.policy.head.mode(params) if deterministic else self.policy.head.sample(params)
+        return self.policy.act(obs, deterministic)
 
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:
@@ -179,7 +179,7 @@ class Reinforce(RLModule):
             loss = loss - hp.ent_coef * entropy
             self.record(**{"loss/policy": pg, "stats/entropy": entropy})
         if self.value is not None:
-            v_loss = value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
+            v_loss = masked_value_loss(self._v(td["observation"]), td["value_target"], mask, 1.0 / self._value_scale)
             loss = loss + v_loss
             self.record(**{"loss/value": v_loss})
         if not loss.requires_grad:

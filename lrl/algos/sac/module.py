@@ -35,13 +35,15 @@ from lrl.algos.base import RLModule
 from lrl.algos.sac.loss import actor_loss, alpha_loss, critic_loss, soft_q_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
-from lrl.networks import EnsembleMLP, TanhGaussianHead, mlp
+from lrl.networks import EnsembleMLP, StochasticPolicy, TanhGaussianHead, mlp
 from lrl.networks.target import make_target, polyak_update_
 from lrl.spec import EnvSpec
 
 
-class Actor(nn.Module):
+class Actor(StochasticPolicy):
     """MLP body (activation after every hidden layer) and a tanh-Gaussian head scaled to the action bounds."""
+
+    head: TanhGaussianHead
 
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str, log_std_min: float,
                  log_std_max: float) -> None:
@@ -107,16 +109,14 @@ class SAC(RLModule):
         else:
             self.register_buffer("log_alpha", log_alpha)
         self.target_entropy = float(target_entropy if target_entropy is not None else -spec.action_dim)
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
         return _Explore(self.actor)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.actor(obs)
-        return self.actor.head.mode(params) if deterministic else self.actor.head.sample(params)
+        return self.actor.act(obs, deterministic)
 
     # --- update ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor, action: torch.Tensor, target: bool = False,
@@ -180,6 +180,4 @@ class SAC(RLModule):
         for lr, params in parts:
             by_lr.setdefault(float(lr if lr is not None else hp.lr), []).extend(params)
         groups = [{"params": params, "lr": lr} for lr, params in by_lr.items()]
-        # fused Adam is ~30 % faster (DESIGN.md §4); Lightning's mixed-precision plugin refuses it
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(groups, lr=hp.lr, eps=hp.adam_eps, fused=fused)
+        return self.adam(groups, hp.lr, hp.adam_eps)

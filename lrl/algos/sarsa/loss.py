@@ -7,7 +7,7 @@
 greedy one (exploring draws uniformly over *all* actions, as DQN's collection policy does). With ε = 0 the
 Expected-SARSA target is the Q-learning target r + γ max_a Q(s', a) (§2.10: "When the target policy is the
 greedy policy [...] Expected Sarsa coincides with Q-Learning"). The squared (or Huber) TD loss is DQN's
-:func:`lrl.algos.dqn.loss.td_loss`; only the bootstrap differs.
+:func:`lrl.estimators.losses.td_loss`; only the bootstrap differs.
 """
 
 from __future__ import annotations

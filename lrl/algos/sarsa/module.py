@@ -24,11 +24,8 @@ from typing import Any, Literal
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.dqn.loss import epsilon, td_loss
-from lrl.algos.dqn.module import _EpsilonGreedy
 from lrl.algos.sarsa.loss import (
     epsilon_greedy_probs,
     expected_sarsa_target,
@@ -37,7 +34,9 @@ from lrl.algos.sarsa.loss import (
     sarsa_target,
 )
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
+from lrl.estimators.losses import td_loss
 from lrl.networks import mlp
+from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
 
@@ -79,7 +78,7 @@ class SARSA(RLModule):
         self.gamma = gamma
         self.q = mlp(spec.obs_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
         self.q_target = make_target(self.q) if target_update != "none" else None
-        self._loss = torch.compile(self._compute_loss) if compile else self._compute_loss
+        self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
@@ -89,15 +88,12 @@ class SARSA(RLModule):
         hp = self.hp
         return epsilon(self.clock, hp.eps_start, hp.eps_end, hp.eps_decay_frames, hp.eps_schedule)
 
-    def collection_policy(self) -> nn.Module:
+    def collection_policy(self) -> EpsilonGreedy:
         """π: ε-greedy over the online Q (the DataModule sets ``self.clock`` before each rollout)."""
-        return _EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
+        return EpsilonGreedy(self.q_values, self.epsilon, self.spec.action_dim)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        if deterministic:
-            return self.q_values(obs).argmax(-1)
-        return self.collection_policy()(obs, torch.Generator(device=obs.device))["action"]
+        return self.collection_policy().act(obs, deterministic)
 
     # --- the next action a' ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -162,5 +158,4 @@ class SARSA(RLModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(params, lr=self.hp.lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(params, self.hp.lr, self.hp.adam_eps)

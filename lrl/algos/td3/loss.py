@@ -6,16 +6,15 @@
 Alg. 10.1 prints min(Q_ψ1, Q_ψ2'); the text (§10.2) and every implementation use both *target* critics, which is
 what is computed here (SEED-NOTES §7.7). Clipping a' to the action bounds is not in the seed (eq. 10.1 clips only
 the noise) but is in the paper's reference code; it keeps the critics queried inside the box they are trained on.
-The critic loss and the actor loss are DDPG's (:mod:`lrl.algos.ddpg.loss`), the actor through Q_ψ1 only.
+The critic loss and the actor loss are DDPG's (:func:`lrl.estimators.losses.q_regression_loss`,
+:func:`lrl.estimators.losses.deterministic_actor_loss`), the actor through Q_ψ1 only.
 """
 
 from __future__ import annotations
 
 import torch
 
-from lrl.algos.ddpg.loss import actor_loss, critic_loss, critic_target
-
-__all__ = ["actor_loss", "critic_loss", "smoothed_target_action", "twin_critic_target"]
+from lrl.estimators.targets import td_target
 
 
 def smoothed_target_action(target_action: torch.Tensor, noise: torch.Tensor, noise_clip: torch.Tensor | float,
@@ -33,4 +32,4 @@ def smoothed_target_action(target_action: torch.Tensor, noise: torch.Tensor, noi
 def twin_critic_target(reward: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor,
                        gamma: float) -> torch.Tensor:
     """y = r + γ (1 − terminated) min_i Q_ψi'(s', a'); ``next_q`` is ``[n, B]`` (clipped double-Q learning)."""
-    return critic_target(reward, terminated, next_q.float().min(0).values, gamma)
+    return td_target(reward, next_q.float().min(0).values, terminated, gamma)

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ddpg.module import adam_pair, manual_step
-from lrl.algos.td3.loss import actor_loss, critic_loss, smoothed_target_action, twin_critic_target
+from lrl.algos.td3.loss import smoothed_target_action, twin_critic_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.estimators.losses import deterministic_actor_loss, q_regression_loss
 from lrl.networks.deterministic import (
     DeterministicActorCritic,
     NoisyDeterministicPolicy,
@@ -80,8 +80,8 @@ class TD3(RLModule):
         self.updates = 0  # critic updates so far (the n of Alg. 10.1); checkpointed
         self._gen: torch.Generator | None = None
         self._gen_state: torch.Tensor | None = None
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
-        self._actor_loss = torch.compile(self._compute_actor_loss) if compile else self._compute_actor_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
+        self._actor_loss = self.maybe_compile(self._compute_actor_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------
     def exploration_std(self) -> float:
@@ -114,10 +114,10 @@ class TD3(RLModule):
                                                  hp.target_noise_clip * scale, actor.low, actor.high)
             y = twin_critic_target(reward, terminated, self.ac.critic_target(next_obs, next_action), hp.gamma)
         q = self.ac.critic(obs, action)
-        return {"loss": critic_loss(q, y, hp.loss), "q": q.detach().mean(), "y": y.mean()}
+        return {"loss": q_regression_loss(q, y, hp.loss), "q": q.detach().mean(), "y": y.mean()}
 
     def _compute_actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        return actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
+        return deterministic_actor_loss(self.ac.q1_frozen(obs, self.ac.actor(obs)))
 
     def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
         batch = self.next_batch(dataloader_iter)
@@ -131,12 +131,12 @@ class TD3(RLModule):
         actor_opt, critic_opt = opts
         out = self._critic_loss(obs, action, td["next", "reward"].squeeze(-1), td["next", "observation"],
                                 td["next", "terminated"].squeeze(-1), eps)
-        manual_step(self, critic_opt, out["loss"], hp.max_grad_norm)
+        self.manual_step(critic_opt, out["loss"], hp.max_grad_norm)
         self.updates += 1
         self.record(**{"loss/critic": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
         if self.updates % hp.policy_delay == 0:  # delayed: actor, then every target network (§10.4)
             pi_loss = self._actor_loss(obs)
-            manual_step(self, actor_opt, pi_loss, hp.max_grad_norm)
+            self.manual_step(actor_opt, pi_loss, hp.max_grad_norm)
             self.ac.update_targets_(hp.tau, hp.actor_tau if hp.actor_tau is not None else hp.tau)
             self.record(**{"loss/actor": pi_loss})
 
@@ -153,5 +153,5 @@ class TD3(RLModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hp
-        return adam_pair(self, self.ac.actor, self.ac.critic, hp.actor_lr if hp.actor_lr is not None else hp.lr,
-                         hp.lr, hp.adam_eps)
+        actor_lr = hp.actor_lr if hp.actor_lr is not None else hp.lr
+        return self.adam_pair(self.ac.actor, self.ac.critic, actor_lr, hp.lr, hp.adam_eps)

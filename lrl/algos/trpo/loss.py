@@ -17,12 +17,6 @@ from typing import NamedTuple
 import torch
 
 
-def surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-    """L = mean(exp(logp − sg(logp_old)) · Â) (seed 004 eq. 7.41). At θ' = θ its gradient is the vanilla PG
-    mean(∇logπ · Â) (eq. 7.39): the old log-probs carry no gradient."""
-    return (torch.exp(logp - old_logp.detach()) * advantage).mean()
-
-
 def natural_step_scale(x: torch.Tensor, fx: torch.Tensor, max_kl: float) -> torch.Tensor:
     """η = sqrt(2δ / xᵀFx), so that the quadratic KL of η·x is exactly ½(ηx)ᵀF(ηx) = δ (seed 004 eq. 7.50).
 

@@ -1,4 +1,5 @@
-"""Trust Region Policy Optimisation and the Natural Policy Gradient (Schulman et al. 2015; Kakade 2002).
+"""Trust Region Policy Optimisation and the Natural Policy Gradient (Schulman et al. 2015; Kakade 2002); NPG is
+this class without the line search (:class:`lrl.algos.npg.module.NPG`).
 
 Seeds: 004 ch. 6 (Alg. 6.1, NPG) and ch. 7 (Alg. 7.1, TRPO), 003 (Algs. 1–3: "TRPO = NPG + line search"),
 000 §1/§3, 001 §4.5. One update per rollout, on the whole rollout (declared in ``consumes``):
@@ -28,12 +29,10 @@ from tensordict import TensorDict
 from torch import nn
 
 from lrl.algos.base import RLModule
-from lrl.algos.ppo.loss import normalize_advantage, value_loss
-from lrl.algos.ppo.module import _Explore
-from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale, surrogate
+from lrl.algos.trpo.loss import backtracking_line_search, natural_step_scale
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.errors import RecipeError
-from lrl.estimators import annotate_gae
+from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.estimators.cg import conjugate_gradient
 from lrl.estimators.fisher import (
     Params,
@@ -44,7 +43,8 @@ from lrl.estimators.fisher import (
     set_flat_params_,
     subsample,
 )
-from lrl.networks import ActorCritic, CategoricalHead
+from lrl.estimators.losses import surrogate, value_loss
+from lrl.networks import ActorCritic, CategoricalHead, SamplingPolicy
 from lrl.spec import EnvSpec
 
 
@@ -98,7 +98,7 @@ class TRPO(RLModule):
         self.line_search = self.line_search_default if line_search is None else line_search
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, False,
                                log_std_init, ortho_init)
-        self._critic_loss = torch.compile(self._compute_critic_loss) if compile else self._compute_critic_loss
+        self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
         self._seed = torch.initial_seed()  # seeded by the launcher: per-rollout generators below are reproducible
 
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -109,12 +109,10 @@ class TRPO(RLModule):
 
     # --- acting ------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
-        return _Explore(self.net)
+        return SamplingPolicy(self.net)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        params = self.net.policy_params(obs)
-        return self.net.head.mode(params) if deterministic else self.net.head.sample(params)
+        return self.net.act(obs, deterministic)
 
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
@@ -216,13 +214,5 @@ class TRPO(RLModule):
             self.record(**{"stats/std": log_std.detach().exp().mean()})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
-        return torch.optim.Adam(self.critic_parameters(), lr=self.hp.critic_lr, eps=self.hp.adam_eps, fused=fused)
+        return self.adam(self.critic_parameters(), self.hp.critic_lr, self.hp.adam_eps)
 
-
-class NPG(TRPO):
-    """Natural Policy Gradient (seed 004 Alg. 6.1, seed 003 Alg. 1): the trust-region step without TRPO's line
-    search, θ ← θ + sqrt(2ε / gᵀF⁻¹g)·F⁻¹g. The same class as :class:`TRPO`; only ``line_search``'s default
-    differs (seed 003: "TRPO = NPG + line search")."""
-
-    line_search_default: ClassVar[bool] = False

@@ -1,5 +1,5 @@
-"""What ``reinforce`` and ``offpg`` share besides their losses: sums over ranks, and the per-rollout
-Monte-Carlo returns and baselines (computed once per rollout, without gradients).
+"""Monte-Carlo returns and baselines of a complete-episode rollout ``[N, T]`` (REINFORCE and off-policy PG; seed 004
+ch. 3, seed 001 ch. 4, seed 000 §2), computed once per rollout without gradients, with sums over ranks.
 """
 
 from __future__ import annotations
@@ -9,10 +9,42 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
-from lrl.algos.reinforce.loss import Discounting, Returns, masked_moments, monte_carlo_returns
-from lrl.estimators import average_baseline, episode_starts
+from lrl.estimators.baselines import average_baseline
+from lrl.estimators.returns import Discounting, episode_return, episode_starts, episode_timestep, reward_to_go
 
+Returns = Literal["reward_to_go", "episode"]
 Baseline = Literal["none", "average", "optimal", "value"]
+
+
+def monte_carlo_returns(reward: torch.Tensor, done: torch.Tensor, gamma: float, *, returns: Returns,
+                        discounting: Discounting, bootstrap: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Φ before any baseline, the value-regression target, the per-step discount factor a baseline gets).
+
+    - ``episode``: Φ_t = G(τ) = Σ_k γ^k r_k for every t of the episode (seed 004 Alg. 3.1, seed 001 Alg. 2);
+    - ``reward_to_go``: Φ_t = Σ_{k≥t} γ^{k−t} r_k (relative) or Σ_{k≥t} γ^k r_k (absolute, seed 004 eq. 3.26,
+      Alg. 3.2), the causality form (seed 001 §4.3.1).
+
+    The value target is always the relative reward-to-go G_t (V(s_t) estimates it, seed 004 eq. 3.31); with the
+    absolute convention a state baseline b(s_t) is scaled by γ^k like the return it is subtracted from. Pass
+    ``bootstrap`` = V(final observation) on truncated steps (0 elsewhere) to continue returns cut by a time
+    limit; terminated episodes are never bootstrapped.
+    """
+    target = reward_to_go(reward, done, gamma, bootstrap=bootstrap)
+    if returns == "episode":
+        return episode_return(reward, done, gamma, bootstrap=bootstrap), target, torch.ones_like(target)
+    if returns != "reward_to_go":
+        raise ValueError(f"unknown returns {returns!r}")
+    if discounting == "absolute":
+        scale = gamma ** episode_timestep(done).to(target.dtype)
+        return target * scale, target, scale
+    return target, target, torch.ones_like(target)
+
+
+def masked_moments(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Σ x, Σ x², count) over the masked entries: sums, so that ranks can add theirs before dividing."""
+    m = mask.to(x.dtype)
+    return (x * m).sum(), (x * x * m).sum(), m.sum()
 
 
 def all_sum(x: torch.Tensor) -> torch.Tensor:

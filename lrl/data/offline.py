@@ -40,7 +40,20 @@ class OfflineDataModule(RankedDataModule):
 
     @classmethod
     def probe_spec(cls, env: EnvConfig | None, args: dict[str, Any]) -> Spec:
-        return load_dataset(args["path"])[1]
+        """The dataset's own spec; with an ``env:`` section (to evaluate in), the env must describe the same
+        observations and actions."""
+        spec = load_dataset(args["path"])[1]
+        if env is not None:
+            from lrl.data.env import probe_env_spec
+
+            there = probe_env_spec(env)
+            fields = ("obs_shape", "action_kind", "action_dim", "obs_kind")
+            if any(getattr(spec, f) != getattr(there, f) for f in fields):
+                mine = ", ".join(f"{f}={getattr(spec, f)}" for f in fields)
+                theirs = ", ".join(f"{f}={getattr(there, f)}" for f in fields)
+                raise RecipeError(f"data.path={args['path']}: the dataset ({mine}) does not match env.id={env.id} "
+                                  f"({theirs})")
+        return spec
 
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,

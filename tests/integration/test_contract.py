@@ -86,9 +86,14 @@ def test_offline_run_learns_checkpoints_by_steps_and_resumes_exactly(tmp_path: P
     assert_same(_resumable_parts(final), _resumable_parts(_load(half / "last.ckpt")))
 
 
-def test_samples_clock(tmp_path: Path) -> None:
-    out = train(str(_offline_recipe(tmp_path, samples=320)), ["checkpoint.every=0"], run_dir="runs/samples")
+def test_samples_clock_and_evaluation_in_an_env_section(tmp_path: Path) -> None:
+    """An offline run may name an env to evaluate in: it must describe the dataset's observations and actions."""
+    path = str(_offline_recipe(tmp_path, samples=320))
+    with pytest.raises(RecipeError, match=r"does not match env\.id=Pendulum-v1"):
+        train(path, ["env={id: Pendulum-v1}"], run_dir="runs/bad")
+    out = train(path, ["checkpoint.every=0", "env={id: CartPole-v1}", "eval.episodes=2"], run_dir="runs/samples")
     assert out.clock == 320 and out.clock_unit == "samples"  # type: ignore[union-attr]
+    assert out.eval is not None and out.eval["episodes"] == 2 and out.eval["clock"] == 320  # type: ignore[union-attr]
     assert _load(Path("runs/samples/checkpoints/last.ckpt"))["global_step"] == 10  # 320 samples / 32 per step
 
 

@@ -1,0 +1,352 @@
+"""Wiring tests: one ``training_step`` of every registered algorithm on a fixed, hand-made batch, against an update
+written by hand in this file from the algorithm's equations.
+
+A module's loss functions are tested on their own elsewhere; these tests catch what those cannot: the module
+handing the wrong tensor to a correct loss (``value`` for ``value_target``, ``truncated`` for ``terminated``, the
+target network where the online one belongs, a stale copy of the policy, ...). Each reference works on a copy of
+the module's parameters with plain torch ops (``F.linear``, ``log_softmax``, the textbook density, entropy and KL
+formulas): it calls no module method and none of ``lrl``'s loss or estimator functions. Each test compares, after
+one step, the returned loss and the gradients (automatic optimisation) or the gradients the optimisers used and
+the parameters after the step (manual optimisation), targets and multipliers included.
+
+The modules run outside a Trainer: :func:`attach` gives them a stand-in trainer whose data source is a
+:class:`FakeSource` (``lrl.contract.DataSource``), their own ``configure_optimizers``, and a plain backward. The
+batches hold terminated *and* truncated steps and rollouts that end mid-episode, so every flag matters, and the
+target networks differ from the online ones. Gradient clipping is Lightning's (automatic optimisation) or off
+(``max_grad_norm=None``), so it is not part of these tests.
+
+DDPG is covered by ``tests/unit/test_ddpg_td3.py::test_ddpg_step_updates_everything_and_matches_the_equations``
+(the template of these tests); TD3's step is below.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+from torch import Tensor, nn
+
+from lrl.algos.a2c.module import A2C
+from lrl.algos.base import RLModule
+from lrl.algos.dqn.module import DQN
+from lrl.algos.offpg.module import OffPolicyPG
+from lrl.algos.ppo.module import PPO
+from lrl.algos.ppo_kl.module import PPOKL
+from lrl.algos.reinforce.module import Reinforce
+from lrl.algos.sac.module import SAC
+from lrl.algos.sarsa.module import SARSA
+from lrl.algos.td3.module import TD3
+from lrl.algos.trpo.module import NPG, TRPO
+from lrl.contract import Batch, ClockUnit, DataSource
+from lrl.spec import Spec
+
+DISCRETE = Spec("Toy-v0", (4,), "discrete", 3)
+CONTINUOUS = Spec("Toy-v0", (3,), "continuous", 2, (-2.0, -1.0), (2.0, 1.0))
+SPECS = pytest.mark.parametrize("spec", [DISCRETE, CONTINUOUS], ids=["categorical", "gaussian"])
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --- running a module outside a Trainer ----------------------------------------------------------------------
+@dataclass
+class FakeSource:
+    """The run's data source as a module sees it during its step (``lrl.contract.DataSource``)."""
+
+    clock_unit: ClockUnit = "frames"
+    clock: int = 1000
+    at_boundary: bool = True  # the step is the last one of its rollout
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(7))
+    ended: bool = False
+
+    def end_rollout(self) -> None:
+        self.ended = True
+
+    def acting_generator(self) -> torch.Generator:
+        return self.generator
+
+    def recent_episodes(self) -> list[tuple[float, int]]:
+        return []
+
+    def observation_stats(self) -> dict[str, Any] | None:
+        return None
+
+    def write_sidecar(self, dirpath: Path) -> Path | None:
+        return None
+
+
+class LitOpt:
+    """What Lightning's ``LightningOptimizer`` offers a module: ``.optimizer``, ``step`` and ``zero_grad``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        return self.optimizer.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+
+def attach(m: RLModule, source: FakeSource | None = None) -> list[torch.optim.Optimizer]:
+    """A stand-in trainer (first optimiser step, one process, float32), the module's own optimisers as
+    ``optimizers()`` returns them (one, or a list), and a plain ``manual_backward``."""
+    source = source if source is not None else FakeSource()
+    assert isinstance(source, DataSource)
+    m.trainer = SimpleNamespace(datamodule=source, global_step=0, world_size=1,  # type: ignore[assignment]
+                                precision="32-true", is_global_zero=True, loggers=[])
+    built = m.configure_optimizers()
+    opts: list[torch.optim.Optimizer] = built if isinstance(built, list) else [built]  # type: ignore[assignment]
+    wrapped = [LitOpt(o) for o in opts]
+    m.optimizers = lambda *a, **k: wrapped[0] if len(wrapped) == 1 else wrapped  # type: ignore[method-assign]
+    m.manual_backward = lambda loss, *a, **k: loss.backward()  # type: ignore[method-assign]
+    return opts
+
+
+def step(m: RLModule, td: TensorDict, progress_remaining: float = 0.5) -> Any:
+    """One ``training_step`` on ``td``, the first (and only) minibatch of rollout 0."""
+    batch = Batch(td, clock=1000, progress_remaining=progress_remaining, rollout=0, first=True)
+    return m.training_step(iter([(batch, 0, 0)]))
+
+
+def automatic_step(m: RLModule, td: TensorDict, progress_remaining: float = 0.5) -> tuple[Tensor, dict[str, Tensor]]:
+    """``training_step``, then Lightning's automatic optimisation: backward, and the module's ``optimizer_step``
+    (the optimiser step, then its own hook: target networks, multipliers). Returns the loss and the gradients."""
+    loss = step(m, td, progress_remaining)
+    (opt,) = [o.optimizer for o in [m.optimizers()]]  # type: ignore[attr-defined]
+    opt.zero_grad()
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+    m.optimizer_step(0, 0, opt, lambda: loss)
+    return loss.detach(), grads
+
+
+def params_of(net: nn.Module) -> dict[str, Tensor]:
+    """A copy of a network's parameters, by name, as leaves that take gradients where the originals do."""
+    return {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in net.named_parameters()}
+
+
+def assert_params(net: nn.Module, expected: dict[str, Tensor], **tol: float) -> None:
+    got = dict(net.named_parameters())
+    assert set(got) == set(expected)
+    for k, v in got.items():
+        torch.testing.assert_close(v.detach(), expected[k].detach(), msg=lambda s, k=k: f"{k}: {s}", **tol)
+
+
+def assert_grads(got: dict[str, Tensor], names: list[str], expected: tuple[Tensor, ...], prefix: str = "",
+                 **tol: float) -> None:
+    for k, g in zip(names, expected, strict=True):
+        torch.testing.assert_close(got[prefix + k], g, msg=lambda s, k=k: f"grad {k}: {s}", **tol)
+
+
+def perturb_(net: nn.Module, scale: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+# --- hand-made data -------------------------------------------------------------------------------------------
+def _actions(spec: Spec, shape: tuple[int, ...], g: torch.Generator) -> Tensor:
+    if spec.action_kind == "discrete":
+        return torch.randint(spec.action_dim, shape, generator=g)
+    low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
+    return low + (high - low) * torch.rand(*shape, spec.action_dim, generator=g)
+
+
+def rollout(spec: Spec, seed: int = 0) -> TensorDict:
+    """An on-policy rollout [2 envs, 6 steps] in TorchRL's layout: a termination and a truncation in each env,
+    both envs cut mid-episode at the end; after an episode end the next observation is a fresh reset one."""
+    g = torch.Generator().manual_seed(seed)
+    n, t, d = 2, 6, spec.obs_dim
+    terminated = torch.zeros(n, t, dtype=torch.bool)
+    truncated = torch.zeros(n, t, dtype=torch.bool)
+    terminated[0, 1], truncated[0, 3], truncated[1, 1], terminated[1, 4] = True, True, True, True
+    done = terminated | truncated
+    next_obs = torch.randn(n, t, d, generator=g)  # on episode ends: the true final observation
+    obs = torch.randn(n, t, d, generator=g)
+    obs[:, 1:] = torch.where(done[:, :-1, None], obs[:, 1:], next_obs[:, :-1])
+    return TensorDict({
+        "observation": obs, "action": _actions(spec, (n, t), g),
+        "next": {"observation": next_obs, "reward": torch.randn(n, t, 1, generator=g),
+                 "terminated": terminated[..., None], "truncated": truncated[..., None], "done": done[..., None]},
+    }, [n, t])
+
+
+def transitions(spec: Spec, n: int = 32, seed: int = 0) -> TensorDict:
+    """A replay minibatch of ``n`` independent transitions, about a quarter terminated and a quarter truncated."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, generator=g)
+    terminated, truncated = u < 0.25, (u >= 0.25) & (u < 0.5)
+    return TensorDict({
+        "observation": torch.randn(n, spec.obs_dim, generator=g), "action": _actions(spec, (n,), g),
+        "next": {"observation": torch.randn(n, spec.obs_dim, generator=g), "reward": torch.randn(n, 1, generator=g),
+                 "terminated": terminated[:, None], "truncated": truncated[:, None],
+                 "done": (terminated | truncated)[:, None]},
+    }, [n])
+
+
+def episodes(spec: Spec, seed: int = 0) -> TensorDict:
+    """A complete-episode rollout [2 envs, 7 steps] with its ``mask``: env 0 holds an episode that terminates at
+    t = 1 and one truncated at t = 5, then a padding step; env 1 one truncated at t = 2 and one terminated at
+    t = 6. Padding is marked terminated and done, with reward 0 (the collector's layout)."""
+    g = torch.Generator().manual_seed(seed)
+    n, t, d = 2, 7, spec.obs_dim
+    terminated = torch.zeros(n, t, dtype=torch.bool)
+    truncated = torch.zeros(n, t, dtype=torch.bool)
+    mask = torch.ones(n, t, dtype=torch.bool)
+    terminated[0, 1], truncated[0, 5], truncated[1, 2], terminated[1, 6] = True, True, True, True
+    mask[0, 6], terminated[0, 6] = False, True
+    done = terminated | truncated
+    next_obs = torch.randn(n, t, d, generator=g)
+    obs = torch.randn(n, t, d, generator=g)
+    obs[:, 1:] = torch.where(done[:, :-1, None], obs[:, 1:], next_obs[:, :-1])
+    reward = torch.randn(n, t, 1, generator=g) * mask[..., None]
+    return TensorDict({
+        "observation": obs, "action": _actions(spec, (n, t), g), "mask": mask,
+        "next": {"observation": next_obs, "reward": reward, "terminated": terminated[..., None],
+                 "truncated": truncated[..., None], "done": done[..., None]},
+    }, [n, t])
+
+
+# --- hand-written policies and values (plain torch ops on a dict of parameters) ----------------------------------
+def mlp_tanh(p: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
+    """One hidden layer with tanh: the ``hidden=[8]`` bodies of the policy-gradient family."""
+    return torch.tanh(F.linear(x, p[f"{prefix}.0.weight"], p[f"{prefix}.0.bias"]))
+
+
+def policy_dist(p: dict[str, Tensor], body: str, head: str, obs: Tensor, spec: Spec) -> tuple[Tensor, ...]:
+    """(log-probabilities,) of a softmax policy, or (mean, log-std) of a diagonal Gaussian with a free log-std."""
+    out = F.linear(mlp_tanh(p, body, obs), p[f"{head}.linear.weight"], p[f"{head}.linear.bias"])
+    if spec.action_kind == "discrete":
+        return (torch.log_softmax(out, -1),)
+    return out, p[f"{head}.log_std"].expand_as(out)
+
+
+def log_prob(dist: tuple[Tensor, ...], action: Tensor) -> Tensor:
+    if len(dist) == 1:
+        return dist[0].gather(-1, action[..., None]).squeeze(-1)
+    mean, log_std = dist
+    return (-0.5 * ((action - mean) / log_std.exp()) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def entropy(dist: tuple[Tensor, ...]) -> Tensor:
+    if len(dist) == 1:
+        return -(dist[0].exp() * dist[0]).sum(-1)
+    return (dist[1] + 0.5 * (LOG_2PI + 1)).sum(-1)
+
+
+def kl(old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
+    """KL(old ‖ new) per state."""
+    if len(old) == 1:
+        return (old[0].exp() * (old[0] - new[0])).sum(-1)
+    (m0, s0), (m1, s1) = old, new
+    return (s1 - s0 + ((2 * s0).exp() + (m0 - m1) ** 2) / (2 * (2 * s1).exp()) - 0.5).sum(-1)
+
+
+def ac_value(p: dict[str, Tensor], obs: Tensor) -> Tensor:
+    """V(s) of ``ActorCritic``: its own tanh body and a linear output."""
+    return F.linear(mlp_tanh(p, "critic_body", obs), p["value_out.weight"], p["value_out.bias"]).squeeze(-1)
+
+
+def ac_policy(p: dict[str, Tensor], obs: Tensor, spec: Spec) -> tuple[Tensor, ...]:
+    return policy_dist(p, "actor_body", "head", obs, spec)
+
+
+def gae(reward: Tensor, value: Tensor, next_value: Tensor, terminated: Tensor, done: Tensor, gamma: float,
+        lam: float) -> Tensor:
+    """Â_t = δ_t + γλ(1 − done_t) Â_{t+1}, δ_t = r_t + γ(1 − terminated_t) V(s'_t) − V(s_t), per env row, 0 after
+    the rollout's last step (seed 004 eq. 5.6–5.7)."""
+    adv = torch.zeros_like(reward)
+    for i in range(reward.shape[0]):
+        running = torch.zeros(())
+        for t in reversed(range(reward.shape[1])):
+            bootstrap = 0.0 if terminated[i, t] else gamma * next_value[i, t]
+            delta = reward[i, t] + bootstrap - value[i, t]
+            running = delta + (0.0 if done[i, t] else gamma * lam) * running
+            adv[i, t] = running
+    return adv
+
+
+def standardise(x: Tensor) -> Tensor:
+    """(x − mean) / (sample std + 1e-8), the per-minibatch advantage normalisation of PPO and TRPO."""
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def flags(td: TensorDict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(reward, terminated, truncated, done) without the trailing singleton dimension."""
+    return tuple(td["next", k].squeeze(-1) for k in ("reward", "terminated", "truncated", "done"))  # type: ignore[return-value]
+
+
+def adam(params: dict[str, Tensor], names: list[str], lr: float, eps: float) -> torch.optim.Adam:
+    return torch.optim.Adam([params[k] for k in names], lr=lr, eps=eps)
+
+
+def reference_step(opt: torch.optim.Optimizer, params: dict[str, Tensor], names: list[str], loss: Tensor
+                   ) -> tuple[Tensor, ...]:
+    """Gradients of ``loss`` on ``names``, then one step of ``opt`` with them."""
+    grads = torch.autograd.grad(loss, [params[k] for k in names])
+    for k, g in zip(names, grads, strict=True):
+        params[k].grad = g
+    opt.step()
+    return grads
+
+
+# === PPO (clipped surrogate) =====================================================================================
+@SPECS
+def test_ppo(spec: Spec) -> None:
+    """PPO (Schulman et al. 2017; seed 004 ch. 8): GAE(γ, λ) advantages and λ-return targets from θ_old at
+    ``process_rollout``; then, from a θ that has moved since (a later minibatch), the loss
+    −mean min(r Â, clip(r, 1 ± ε) Â) + c_v mean max((V − V_targ)², (V_old + clip(V − V_old, ±ε_v) − V_targ)²) − c_e H
+    with Â standardised per minibatch, r = π_θ(a|s)/π_old(a|s) from the collector's ``sample_log_prob``, and
+    ε and the step size decayed linearly (half the budget left)."""
+    torch.manual_seed(0)
+    gamma, lam, clip, clip_vf, c_v, c_e, lr = 0.9, 0.8, 0.2, 0.05, 0.7, 0.05, 0.01
+    m = PPO(spec, hidden=[8], minibatch_size=None, lr=lr, lr_schedule="linear", gamma=gamma, gae_lambda=lam,
+            clip_range=clip, clip_schedule="linear", clip_range_vf=clip_vf, vf_coef=c_v, ent_coef=c_e,
+            max_grad_norm=None, ortho_init=False)
+    (opt,) = attach(m)
+    old = params_of(m.net)
+    raw = rollout(spec)
+    with torch.no_grad():
+        raw["sample_log_prob"] = log_prob(ac_policy(old, raw["observation"], spec), raw["action"])
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, _, done = flags(raw)
+    with torch.no_grad():
+        v_old = ac_value(old, raw["observation"])
+        adv = gae(reward, v_old, ac_value(old, raw["next", "observation"]), terminated, done, gamma, lam)
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], adv + v_old)
+
+    perturb_(m.net, 0.1, seed=1)  # θ ≠ θ_old: ratios and value clipping at work
+    p = params_of(m.net)
+    flat = td.reshape(-1)
+    loss, grads = automatic_step(m, flat)
+
+    obs, action = raw["observation"].reshape(-1, spec.obs_dim), raw["action"].flatten(0, 1)
+    a_n, v_targ, v_old = standardise(adv.reshape(-1)), (adv + v_old).reshape(-1), v_old.reshape(-1)
+    dist = ac_policy(p, obs, spec)
+    ratio = (log_prob(dist, action) - raw["sample_log_prob"].reshape(-1)).exp()
+    eps = clip * 0.5
+    clipped = ((ratio - 1).abs() > eps).float().mean()
+    assert 0.1 < clipped < 0.9, "the batch should exercise the clip on some samples and not on others"
+    surrogate = torch.minimum(ratio * a_n, ratio.clamp(1 - eps, 1 + eps) * a_n).mean()
+    v = ac_value(p, obs)
+    assert 0 < ((v - v_old).abs() > clip_vf).float().mean() < 1, "and the value clip likewise"
+    v_clipped = v_old + (v - v_old).clamp(-clip_vf, clip_vf)
+    v_loss = torch.maximum((v - v_targ) ** 2, (v_clipped - v_targ) ** 2).mean()
+    expected = -surrogate + c_v * v_loss - c_e * entropy(dist).mean()
+    torch.testing.assert_close(loss, expected.detach())
+    names = list(p)
+    ref_grads = reference_step(adam(p, names, lr * 0.5, eps=1e-5), p, names, expected)
+    assert_grads(grads, names, ref_grads, prefix="net.")
+    assert_params(m.net, p)
+    assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.5)

@@ -350,3 +350,100 @@ def test_ppo(spec: Spec) -> None:
     assert_grads(grads, names, ref_grads, prefix="net.")
     assert_params(m.net, p)
     assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.5)
+
+
+# === A2C ==========================================================================================================
+@SPECS
+def test_a2c(spec: Spec) -> None:
+    """A2C (seed 004 Alg. 3.3, eq. 3.29–3.33): Â = GAE(γ, λ) and the critic target y = GAE(γ, λ_c) + V from
+    ``process_rollout``; one step on the whole rollout on −mean(log π(a|s) Â) + c_v mean((V − y)²) − c_e H, with
+    RMSprop, actor step size η and critic step size ω (``critic_lr``), both decayed linearly."""
+    torch.manual_seed(0)
+    gamma, lam, lam_c, c_v, c_e, lr, critic_lr = 0.9, 0.7, 0.3, 0.6, 0.02, 0.01, 0.03
+    m = A2C(spec, hidden=[8], lr=lr, lr_schedule="linear", critic_lr=critic_lr, gamma=gamma, gae_lambda=lam,
+            critic_lambda=lam_c, vf_coef=c_v, ent_coef=c_e, max_grad_norm=None, ortho_init=False)
+    attach(m)
+    p = params_of(m.net)
+    raw = rollout(spec)
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, _, done = flags(raw)
+    with torch.no_grad():
+        v, v_next = ac_value(p, raw["observation"]), ac_value(p, raw["next", "observation"])
+        adv = gae(reward, v, v_next, terminated, done, gamma, lam)
+        target = gae(reward, v, v_next, terminated, done, gamma, lam_c) + v
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], target)
+
+    loss, grads = automatic_step(m, td.reshape(-1))
+    obs, action = raw["observation"].reshape(-1, spec.obs_dim), raw["action"].flatten(0, 1)
+    dist = ac_policy(p, obs, spec)
+    expected = (-(log_prob(dist, action) * adv.reshape(-1)).mean()
+                + c_v * ((ac_value(p, obs) - target.reshape(-1)) ** 2).mean() - c_e * entropy(dist).mean())
+    torch.testing.assert_close(loss, expected.detach())
+    actor = [k for k in p if k.startswith(("actor_body.", "head."))]
+    critic = [k for k in p if k.startswith(("critic_body.", "value_out."))]
+    assert sorted(actor + critic) == sorted(p)
+    ref_opt = torch.optim.RMSprop([{"params": [p[k] for k in actor], "lr": lr * 0.5},
+                                   {"params": [p[k] for k in critic], "lr": critic_lr * 0.5}], alpha=0.99, eps=1e-5)
+    names = actor + critic
+    assert_grads(grads, names, reference_step(ref_opt, p, names, expected), prefix="net.")
+    assert_params(m.net, p)
+
+
+# === PPO with an adaptive KL penalty ===========================================================================
+@pytest.mark.parametrize(("spec", "rule"), [(DISCRETE, "adaptive"), (CONTINUOUS, "dual")],
+                         ids=["categorical-adaptive", "gaussian-dual"])
+def test_ppo_kl(spec: Spec, rule: str) -> None:
+    """KL-penalty PPO (seeds 002/003 "PPO with Adaptive KL Penalty", seed 000 Alg. 2): GAE advantages, λ-return
+    targets and π_old's distribution from ``process_rollout``; from a θ that has moved since, the loss
+    −(mean(r Â) − β mean KL) + c_v mean((V − V_targ)²) − c_e H, with KL(π_old ‖ π_θ) (adaptive) or KL(π_θ ‖ π_old)
+    (dual); after the rollout's last step, the multiplier moves on the mean KL between π_old and the updated
+    policy over the whole rollout: ×/÷ 2 around δ (adaptive) or β + α(KL − δ) (dual)."""
+    torch.manual_seed(0)
+    gamma, lam, beta, delta, alpha, c_v, c_e, lr = 0.9, 0.8, 0.7, 0.01, 5.0, 0.6, 0.03, 0.01
+    m = PPOKL(spec, hidden=[8], minibatch_size=None, lr=lr, gamma=gamma, gae_lambda=lam, kl_coef=beta,
+              kl_coef_update=rule, kl_target=delta, dual_lr=alpha, vf_coef=c_v, ent_coef=c_e,  # type: ignore[arg-type]
+              max_grad_norm=None, ortho_init=False)
+    attach(m)
+    old = params_of(m.net)
+    raw = rollout(spec)
+    with torch.no_grad():
+        old_dist = ac_policy(old, raw["observation"], spec)
+        raw["sample_log_prob"] = log_prob(old_dist, raw["action"])
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, _, done = flags(raw)
+    with torch.no_grad():
+        v_old = ac_value(old, raw["observation"])
+        adv = gae(reward, v_old, ac_value(old, raw["next", "observation"]), terminated, done, gamma, lam)
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], adv + v_old)
+    for i, t in enumerate(old_dist):
+        torch.testing.assert_close(td["old_dist", str(i)], t)
+
+    perturb_(m.net, 0.1, seed=1)  # θ ≠ θ_old: the penalty and its gradient are not zero
+    p = params_of(m.net)
+    loss, grads = automatic_step(m, td.reshape(-1))
+
+    def penalty_kl(new: tuple[Tensor, ...]) -> Tensor:
+        return kl(old_dist, new) if rule == "adaptive" else kl(new, old_dist)
+
+    obs, action = raw["observation"], raw["action"]
+    dist = ac_policy(p, obs, spec)
+    ratio = (log_prob(dist, action) - raw["sample_log_prob"]).exp()
+    a_n = standardise(adv.reshape(-1)).view_as(adv)
+    expected = (-((ratio * a_n).mean() - beta * penalty_kl(dist).mean())
+                + c_v * ((ac_value(p, obs) - (adv + v_old)) ** 2).mean() - c_e * entropy(dist).mean())
+    torch.testing.assert_close(loss, expected.detach())
+    names = list(p)
+    assert_grads(grads, names, reference_step(adam(p, names, lr, eps=1e-5), p, names, expected), prefix="net.")
+    assert_params(m.net, p)
+    with torch.no_grad():
+        mean_kl = penalty_kl(ac_policy(p, obs, spec)).mean().item()
+    if rule == "adaptive":
+        assert not delta / 1.5 < mean_kl < 1.5 * delta, "the test should move β"
+        new_beta = beta * 2 if mean_kl >= 1.5 * delta else beta / 2
+    else:
+        new_beta = beta + alpha * (mean_kl - delta)
+    assert m.kl_coef.item() == pytest.approx(new_beta, rel=1e-5)

@@ -447,3 +447,102 @@ def test_ppo_kl(spec: Spec, rule: str) -> None:
     else:
         new_beta = beta + alpha * (mean_kl - delta)
     assert m.kl_coef.item() == pytest.approx(new_beta, rel=1e-5)
+
+
+# === DQN and SARSA =================================================================================================
+def q_mlp(p: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
+    """Q(s, ·) of an ``mlp(obs, [8], |A|, relu)``: one output per action (seed 004 Fig. 2.1)."""
+    h = F.relu(F.linear(x, p[f"{prefix}.0.weight"], p[f"{prefix}.0.bias"]))
+    return F.linear(h, p[f"{prefix}.2.weight"], p[f"{prefix}.2.bias"])
+
+
+def huber(x: Tensor) -> Tensor:
+    return torch.where(x.abs() < 1, 0.5 * x**2, x.abs() - 0.5)
+
+
+def polyak_(p: dict[str, Tensor], target: str, online: str, tau: float) -> None:
+    """θ' ← τ θ + (1 − τ) θ' (seed 004 eq. 2.8 with ς = 1 − τ), by name."""
+    with torch.no_grad():
+        for k in p:
+            if k.startswith(target + "."):
+                p[k].copy_(tau * p[online + k[len(target):]] + (1 - tau) * p[k])
+
+
+def td_step_reference(m: RLModule, p: dict[str, Tensor], td: TensorDict, y: Tensor, loss_kind: str, lr: float,
+                      tau: float) -> None:
+    """The rest of a DQN / SARSA step given the target y: the TD loss on Q(s, a), Adam on the online network, then
+    the Polyak update of the target network; compared with the module's loss, gradients and parameters."""
+    loss, grads = automatic_step(m, td)
+    err = q_mlp(p, "q", td["observation"]).gather(-1, td["action"][:, None]).squeeze(-1) - y
+    assert (err.abs() > 1).any() and (err.abs() < 1).any(), "both branches of the Huber loss"
+    expected = huber(err).mean() if loss_kind == "huber" else (err**2).mean()
+    torch.testing.assert_close(loss, expected.detach())
+    online = [k for k in p if k.startswith("q.")]
+    assert_grads(grads, online, reference_step(adam(p, online, lr, eps=1e-8), p, online, expected))
+    polyak_(p, "q_target", "q", tau)
+    assert_params(m, p)
+
+
+@pytest.mark.parametrize(("target", "loss_kind"), [("max", "huber"), ("double_dqn", "mse")])
+def test_dqn(target: str, loss_kind: str) -> None:
+    """DQN (seed 004 Alg. 2.3; Mnih et al. 2015): y = r + γ (1 − terminated) Q'(s', argmax_a' Q_sel(s', a')), with
+    Q_sel = the target network Q' (``max``) or the online Q (Double DQN, van Hasselt et al. 2016); one Adam step on
+    the mean Huber (or squared) error of Q(s, a) − y, the step size decayed linearly; then Polyak on Q'."""
+    torch.manual_seed(0)
+    gamma, lr, tau = 0.9, 0.01, 0.3
+    m = DQN(DISCRETE, hidden=[8], lr=lr, lr_schedule="linear", gamma=gamma, target=target,  # type: ignore[arg-type]
+            loss=loss_kind, target_update="polyak", tau=tau, max_grad_norm=None)  # type: ignore[arg-type]
+    perturb_(m.q_target, 0.5, seed=1)  # Q' ≠ Q
+    attach(m)
+    p = params_of(m)
+    td = transitions(DISCRETE)
+    reward, terminated, _, _ = flags(td)
+    with torch.no_grad():
+        next_q = q_mlp(p, "q_target", td["next", "observation"])
+        online_choice = q_mlp(p, "q", td["next", "observation"]).argmax(-1)
+        assert (online_choice != next_q.argmax(-1)).any(), "the two networks should disagree on some a'"
+        best = online_choice if target == "double_dqn" else next_q.argmax(-1)
+        y = reward + gamma * (~terminated) * next_q.gather(-1, best[:, None]).squeeze(-1)
+    td_step_reference(m, p, td, y, loss_kind, lr * 0.5, tau)
+
+
+@pytest.mark.parametrize("expected_sarsa", [False, True], ids=["sarsa", "expected-sarsa"])
+def test_sarsa(expected_sarsa: bool) -> None:
+    """SARSA (seed 004 §2.10, eq. 2.9) and Expected SARSA (eq. 2.12) with a target network: ``process_rollout``
+    fixes a' (the action the env took next, or one drawn from the ε-greedy π over the online Q at the true next
+    observation where the rollout is cut: episode ends and the last step) or π(·|s') (ε/|A| + (1 − ε) on the
+    greedy action, ε at the source's clock); y = r + γ (1 − terminated) Q'(s', a') or Σ_a π(a|s') Q'(s', a); one
+    Adam step on the Huber loss of Q(s, a) − y; then Polyak on Q'. Sampled SARSA runs with ε = 0 so that a' at the
+    cuts is the greedy action (how the collector's generator is used is tested in ``test_sarsa.py``)."""
+    torch.manual_seed(0)
+    gamma, lr, tau = 0.9, 0.01, 0.3
+    eps = {"eps_start": 1.0, "eps_end": 0.1, "eps_decay_frames": 1000} if expected_sarsa else \
+        {"eps_start": 0.0, "eps_end": 0.0}
+    m = SARSA(DISCRETE, hidden=[8], lr=lr, gamma=gamma, expected=expected_sarsa, loss="huber",
+              target_update="polyak", tau=tau, max_grad_norm=None, **eps)  # type: ignore[arg-type]
+    perturb_(m.q_target, 0.5, seed=1)
+    attach(m)
+    m.set_clock(500)  # ε = 1 − 0.9 · 500/1000 = 0.55 for Expected SARSA
+    p = params_of(m)
+    raw = rollout(DISCRETE)
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, _, done = flags(raw)
+    next_obs, action = raw["next", "observation"], raw["action"]
+    with torch.no_grad():
+        q_next, greedy = q_mlp(p, "q_target", next_obs), q_mlp(p, "q", next_obs).argmax(-1)
+        if expected_sarsa:
+            probs = torch.full(q_next.shape, 0.55 / 3)
+            probs.scatter_add_(-1, greedy[..., None], torch.full(greedy[..., None].shape, 0.45))
+            torch.testing.assert_close(td["next_probs"], probs)
+            next_value = (probs * q_next).sum(-1)
+        else:
+            next_action = torch.empty_like(action)
+            for i in range(action.shape[0]):
+                for t in range(action.shape[1]):
+                    cut = bool(done[i, t]) or t == action.shape[1] - 1
+                    next_action[i, t] = greedy[i, t] if cut else action[i, t + 1]
+            assert torch.equal(td["next_action"], next_action)
+            next_value = q_next.gather(-1, next_action[..., None]).squeeze(-1)
+        y = reward + gamma * (~terminated) * next_value
+    td_step_reference(m, p, td.reshape(-1), y.reshape(-1), "huber", lr, tau)

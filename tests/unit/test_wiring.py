@@ -546,3 +546,132 @@ def test_sarsa(expected_sarsa: bool) -> None:
             next_value = q_next.gather(-1, next_action[..., None]).squeeze(-1)
         y = reward + gamma * (~terminated) * next_value
     td_step_reference(m, p, td.reshape(-1), y.reshape(-1), "huber", lr, tau)
+
+
+# === SAC and TD3 ===================================================================================================
+def box(spec: Spec) -> tuple[Tensor, Tensor]:
+    return torch.tensor(spec.action_low), torch.tensor(spec.action_high)
+
+
+def sac_policy(p: dict[str, Tensor], obs: Tensor) -> tuple[Tensor, Tensor]:
+    """(μ(s), log σ(s)) of SAC's actor: a ReLU body and two linear outputs, log σ clamped to [−20, 2]."""
+    h = F.relu(F.linear(obs, p["actor.body.0.weight"], p["actor.body.0.bias"]))
+    log_std = F.linear(h, p["actor.head.log_std.weight"], p["actor.head.log_std.bias"]).clamp(-20.0, 2.0)
+    return F.linear(h, p["actor.head.mean.weight"], p["actor.head.mean.bias"]), log_std
+
+
+def squashed(spec: Spec, mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """a = c + s·tanh(u), u = μ + σ ε, and the log-density of tanh(u) in (−1, 1)^|A| (seed 004 eq. 11.6/11.8,
+    App. A.8): Σ_d log N(u_d; μ_d, σ_d) − log(1 − tanh²u_d), with 1 − tanh²u = 4 / (e^u + e^−u)²."""
+    u = mean + log_std.exp() * eps
+    log1m_tanh_sq = 2 * (math.log(2) - u.abs() - torch.log1p(torch.exp(-2 * u.abs())))
+    low, high = box(spec)
+    action = (high + low) / 2 + (high - low) / 2 * torch.tanh(u)
+    return action, (-0.5 * eps**2 - log_std - 0.5 * LOG_2PI - log1m_tanh_sq).sum(-1)
+
+
+def ensemble_q(p: dict[str, Tensor], prefix: str, obs: Tensor, action: Tensor) -> Tensor:
+    """[Q_i(s, a)]_i, [n, B], of SAC's critics: member i's weights are slice i of each ensemble layer."""
+    x = torch.cat([obs, action], -1)
+    w0, b0, w1, b1 = (p[f"{prefix}.layers.{j}.{k}"] for j in (0, 1) for k in ("weight", "bias"))
+    return torch.stack([(F.relu(x @ w0[i] + b0[i]) @ w1[i] + b1[i]).squeeze(-1) for i in range(w0.shape[0])])
+
+
+def test_sac() -> None:
+    """SAC (seed 004 Alg. 11.1, eq. 11.5–11.8; Haarnoja et al. 2018B): with α = exp(log α) before the step,
+    y = r + γ (1 − terminated)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s') fresh; the loss
+    ½ Σ_i mean (Q_i(s, a) − y)² + mean(α log π(ã|s) − min_i Q_i(s, ã)) (critics held fixed, ã reparameterised)
+    − mean(log α · (log π(ã|s) + H̄)), one Adam step with a step size per part, then Polyak on the target critics.
+    The module draws the noise of a' first, then that of ã, from the global generator."""
+    torch.manual_seed(0)
+    gamma, tau, lrs = 0.9, 0.3, {"actor": 0.01, "critic": 0.02, "log_alpha": 0.03}
+    m = SAC(CONTINUOUS, hidden=[8], actor_lr=lrs["actor"], critic_lr=lrs["critic"], alpha_lr=lrs["log_alpha"],
+            gamma=gamma, tau=tau, alpha=0.5, autotune_alpha=True)
+    perturb_(m.critic_target, 0.3, seed=1)
+    attach(m)
+    p = params_of(m)
+    td = transitions(CONTINUOUS)
+    torch.manual_seed(123)
+    loss, grads = automatic_step(m, td)
+
+    torch.manual_seed(123)
+    b, a = td["action"].shape
+    eps_next, eps_now = torch.randn(b, a), torch.randn(b, a)
+    reward, terminated, _, _ = flags(td)
+    obs, next_obs = td["observation"], td["next", "observation"]
+    alpha = p["log_alpha"].detach().exp()
+    with torch.no_grad():
+        next_action, next_log_prob = squashed(CONTINUOUS, *sac_policy(p, next_obs), eps_next)
+        soft_value = ensemble_q(p, "critic_target", next_obs, next_action).min(0).values - alpha * next_log_prob
+        y = reward + gamma * (~terminated) * soft_value
+    critic_loss = 0.5 * ((ensemble_q(p, "critic", obs, td["action"]) - y) ** 2).mean(-1).sum()
+    action_pi, log_prob_pi = squashed(CONTINUOUS, *sac_policy(p, obs), eps_now)
+    frozen = {k: v.detach() for k, v in p.items()}
+    actor_loss = (alpha * log_prob_pi - ensemble_q(frozen, "critic", obs, action_pi).min(0).values).mean()
+    alpha_loss = -(p["log_alpha"] * (log_prob_pi.detach() - a)).mean()  # H̄ = −|A|
+    expected = critic_loss + actor_loss + alpha_loss
+    torch.testing.assert_close(loss, expected.detach())
+
+    parts = {part: [k for k in p if k.split(".")[0] == part] for part in lrs}
+    names = [k for part in lrs for k in parts[part]]
+    ref_opt = torch.optim.Adam([{"params": [p[k] for k in parts[part]], "lr": lr} for part, lr in lrs.items()],
+                               eps=1e-8)
+    assert_grads(grads, names, reference_step(ref_opt, p, names, expected))
+    polyak_(p, "critic_target", "critic", tau)
+    assert_params(m, p)
+
+
+def det_actor(p: dict[str, Tensor], prefix: str, obs: Tensor, spec: Spec) -> Tensor:
+    """μ(s) = c + h · tanh(f(s)) of the deterministic actor (a ReLU MLP f)."""
+    low, high = box(spec)
+    f = F.linear(F.relu(F.linear(obs, p[f"{prefix}.net.0.weight"], p[f"{prefix}.net.0.bias"])),
+                 p[f"{prefix}.net.2.weight"], p[f"{prefix}.net.2.bias"])
+    return (high + low) / 2 + (high - low) / 2 * torch.tanh(f)
+
+
+def det_q(p: dict[str, Tensor], prefix: str, i: int, obs: Tensor, action: Tensor) -> Tensor:
+    """Q_i(s, a) of critic i: a ReLU MLP on [s, a]."""
+    h = F.relu(F.linear(torch.cat([obs, action], -1), p[f"{prefix}.nets.{i}.0.weight"], p[f"{prefix}.nets.{i}.0.bias"]))
+    return F.linear(h, p[f"{prefix}.nets.{i}.2.weight"], p[f"{prefix}.nets.{i}.2.bias"]).squeeze(-1)
+
+
+def test_td3() -> None:
+    """TD3 (seed 004 Alg. 10.1, eq. 10.1; Fujimoto et al. 2018) with d = 1, so one step runs every part:
+    a' = clip(μ'(s') + clip(σ̃ h ε, −c h, c h), low, high) with ε from the module's generator (h the half-range),
+    y = r + γ (1 − terminated) min(Q'_1, Q'_2)(s', a'); an Adam step of both critics on Σ_i mean (Q_i(s, a) − y)²;
+    then an Adam step of the actor on −mean Q_1(s, μ(s)) with the updated critic; then Polyak on every target."""
+    torch.manual_seed(0)
+    gamma, lr, actor_lr, tau, actor_tau, sigma, c = 0.9, 0.01, 0.02, 0.3, 0.2, 0.3, 0.4
+    m = TD3(CONTINUOUS, hidden=[8], lr=lr, actor_lr=actor_lr, gamma=gamma, tau=tau, actor_tau=actor_tau,
+            policy_delay=1, target_policy_noise=sigma, target_noise_clip=c)
+    perturb_(m.ac.actor_target, 0.3, seed=1)
+    perturb_(m.ac.critic_target, 0.3, seed=2)
+    attach(m)
+    p = params_of(m)
+    gen = torch.Generator()
+    gen.set_state(m.generator().get_state())
+    td = transitions(CONTINUOUS)
+    step(m, td)
+    grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}  # what each optimiser stepped with
+
+    reward, terminated, _, _ = flags(td)
+    obs, next_obs = td["observation"], td["next", "observation"]
+    low, high = box(CONTINUOUS)
+    half = (high - low) / 2
+    with torch.no_grad():
+        noise = sigma * half * torch.randn(td["action"].shape, generator=gen)
+        assert (noise.abs() > c * half).any() and (noise.abs() < c * half).any(), "the noise clip should bite sometimes"
+        next_action = (det_actor(p, "ac.actor_target", next_obs, CONTINUOUS) + noise.clamp(-c * half, c * half)
+                       ).clamp(low, high)
+        next_q = torch.minimum(*(det_q(p, "ac.critic_target", i, next_obs, next_action) for i in (0, 1)))
+        y = reward + gamma * (~terminated) * next_q
+    critic = [k for k in p if k.startswith("ac.critic.")]
+    critic_loss = sum(((det_q(p, "ac.critic", i, obs, td["action"]) - y) ** 2).mean() for i in (0, 1))
+    assert_grads(grads, critic, reference_step(adam(p, critic, lr, 1e-8), p, critic, critic_loss))  # type: ignore[arg-type]
+    actor = [k for k in p if k.startswith("ac.actor.")]
+    frozen = {k: v.detach() for k, v in p.items()}
+    actor_loss = -det_q(frozen, "ac.critic", 0, obs, det_actor(p, "ac.actor", obs, CONTINUOUS)).mean()
+    assert_grads(grads, actor, reference_step(adam(p, actor, actor_lr, 1e-8), p, actor, actor_loss))
+    polyak_(p, "ac.critic_target", "ac.critic", tau)
+    polyak_(p, "ac.actor_target", "ac.actor", actor_tau)
+    assert_params(m, p)

@@ -675,3 +675,154 @@ def test_td3() -> None:
     polyak_(p, "ac.critic_target", "ac.critic", tau)
     polyak_(p, "ac.actor_target", "ac.actor", actor_tau)
     assert_params(m, p)
+
+
+# === REINFORCE and off-policy PG ===================================================================================
+def mlp_value(p: dict[str, Tensor], prefix: str, obs: Tensor) -> Tensor:
+    """V(s) of ``value_net``: a tanh MLP with one output."""
+    return F.linear(mlp_tanh(p, prefix, obs), p[f"{prefix}.2.weight"], p[f"{prefix}.2.bias"]).squeeze(-1)
+
+
+def returns_to_go(reward: Tensor, done: Tensor, gamma: float, bootstrap: Tensor) -> Tensor:
+    """G_t = r_t + γ G_{t+1} inside an episode, G_end = r_end + γ · bootstrap_end at its last step."""
+    out = torch.zeros_like(reward)
+    for i in range(reward.shape[0]):
+        running = torch.zeros(())
+        for t in reversed(range(reward.shape[1])):
+            running = reward[i, t] + gamma * (bootstrap[i, t] if done[i, t] else running)
+            out[i, t] = running
+    return out
+
+
+def time_in_episode(done: Tensor) -> Tensor:
+    """k_t: 0 at each episode's first step."""
+    k = torch.zeros(done.shape, dtype=torch.long)
+    for t in range(1, done.shape[1]):
+        k[:, t] = torch.where(done[:, t - 1], 0, k[:, t - 1] + 1)
+    return k
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum()
+
+
+@pytest.mark.parametrize(("spec", "case"), [(DISCRETE, "value"), (CONTINUOUS, "average")],
+                         ids=["categorical-value-adam", "gaussian-average-sgd"])
+def test_reinforce(spec: Spec, case: str) -> None:
+    """REINFORCE (seed 004 Algs 3.1–3.2, seed 001 Alg. 2) on complete episodes with padding:
+    loss −Σ_t mask · log π(a_t|s_t) Φ_t / |D| − c_e mean H + Σ_t mask (V(s_t) − G_t)² / #steps.
+
+    ``value``: Φ = G_t − V(s_t), the reward-to-go continued by V(final observation) on truncated steps only,
+    |D| = the number of trajectories, Adam on the policy (η) and on V (ω). ``average``: Φ = γ^k G_t (absolute
+    discounting) minus its mean over the real steps, then standardised over them, |D| = the number of steps
+    (``normalization: step``), plain gradient descent."""
+    torch.manual_seed(0)
+    gamma, lr, value_lr, c_e = 0.9, 0.05, 0.02, 0.01
+    if case == "value":
+        m = Reinforce(spec, hidden=[8], lr=lr, value_lr=value_lr, gamma=gamma, baseline="value", ent_coef=c_e,
+                      ortho_init=False)
+    else:
+        m = Reinforce(spec, hidden=[8], lr=lr, optimizer="sgd", gamma=gamma, baseline="average",
+                      discounting="absolute", normalize_advantage=True, normalization="step", ent_coef=c_e,
+                      ortho_init=False)
+    attach(m)
+    p = params_of(m)
+    raw = episodes(spec)
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, truncated, done = flags(raw)
+    obs, action, mask = raw["observation"], raw["action"], raw["mask"].float()
+    with torch.no_grad():
+        if case == "value":
+            boot = mlp_value(p, "value", raw["next", "observation"]) * (truncated & ~terminated)
+            g = returns_to_go(reward, done, gamma, boot)
+            phi = g - mlp_value(p, "value", obs)
+            normaliser = 4.0  # trajectories
+        else:
+            g = returns_to_go(reward, done, gamma, torch.zeros_like(reward))
+            phi = gamma ** time_in_episode(done) * g
+            phi = phi - masked_mean(phi, mask)
+            phi = (phi - masked_mean(phi, mask)) / (masked_mean((phi - masked_mean(phi, mask)) ** 2, mask).sqrt() + 1e-8)
+            normaliser = 13.0  # real steps
+    torch.testing.assert_close(td["phi"], phi)
+    torch.testing.assert_close(td["value_target"], g)
+
+    step(m, td.reshape(-1))
+    grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}
+    dist = policy_dist(p, "policy.body", "policy.head", obs, spec)
+    loss = -(mask * log_prob(dist, action) * phi).sum() / normaliser - c_e * masked_mean(entropy(dist), mask)
+    policy = [k for k in p if k.startswith("policy.")]
+    if case == "value":
+        loss = loss + (mask * (mlp_value(p, "value", obs) - g) ** 2).sum() / 13.0
+        value = [k for k in p if k.startswith("value.")]
+        ref_opt: torch.optim.Optimizer = torch.optim.Adam([{"params": [p[k] for k in policy], "lr": lr},
+                                                           {"params": [p[k] for k in value], "lr": value_lr}])
+        names = policy + value
+    else:
+        ref_opt, names = torch.optim.SGD([p[k] for k in policy], lr=lr), policy
+    assert_grads(grads, names, reference_step(ref_opt, p, names, loss))
+    assert_params(m, p)
+
+
+@pytest.mark.parametrize(("spec", "kind"), [(DISCRETE, "first_order"), (CONTINUOUS, "per_decision")],
+                         ids=["categorical-first-order-sgd", "gaussian-per-decision-value-adam"])
+def test_offpg(spec: Spec, kind: str) -> None:
+    """Off-policy PG (seed 004 Alg. 4.1, eq. 4.4; seed 000 §2.1) from a rollout of the behaviour copy β while θ has
+    moved away from it: ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t) and the loss −Σ_t mask · log π_θ(a_t|s_t) Ψ_t / |D|
+    (− c_e mean H + Σ_t mask (V(s_t) − G_t)² / #steps with the value baseline), with
+    ``first_order``: Ψ_t = ρ_t G_t (no baseline), and ``per_decision``: W_t = Π_{t' ≤ t} ρ_t' within the episode,
+    Ψ_t = Σ_{l ≥ t} γ^{l−t} W_l r_l + γ^{end+1−t} W_end V(s'_end) [truncated] − W_t V(s_t). After the rollout's
+    last update β ← θ."""
+    torch.manual_seed(0)
+    gamma, lr, value_lr, c_e = 0.9, 0.05, 0.02, 0.01
+    if kind == "first_order":
+        m = OffPolicyPG(spec, hidden=[8], lr=lr, optimizer="sgd", gamma=gamma, importance="first_order",
+                        ent_coef=c_e, ortho_init=False)
+    else:
+        m = OffPolicyPG(spec, hidden=[8], lr=lr, value_lr=value_lr, gamma=gamma, importance="per_decision",
+                        baseline="value", ent_coef=c_e, ortho_init=False)
+    perturb_(m.policy, 0.2, seed=1)  # θ ≠ β
+    attach(m)
+    p = params_of(m)
+    raw = episodes(spec)
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, truncated, done = flags(raw)
+    obs, action, mask = raw["observation"], raw["action"], raw["mask"].float()
+    with torch.no_grad():
+        log_beta = log_prob(policy_dist(p, "behaviour.body", "behaviour.head", obs, spec), action)
+        torch.testing.assert_close(td["behaviour_log_prob"], log_beta)
+        log_rho = (log_prob(policy_dist(p, "policy.body", "policy.head", obs, spec), action) - log_beta) * mask
+        assert log_rho.abs().max() > 0.1
+        if kind == "first_order":
+            g = returns_to_go(reward, done, gamma, torch.zeros_like(reward))
+            psi = log_rho.exp() * g
+        else:
+            boot = mlp_value(p, "value", raw["next", "observation"]) * (truncated & ~terminated)
+            g = returns_to_go(reward, done, gamma, boot)
+            w = torch.zeros_like(log_rho)
+            for t in range(w.shape[1]):
+                w[:, t] = log_rho[:, t] + torch.where(time_in_episode(done)[:, t] > 0, w[:, t - 1], 0.0)
+            w = w.exp()
+            psi = returns_to_go(w * reward, done, gamma, w * boot) - w * mlp_value(p, "value", obs)
+    torch.testing.assert_close(td["value_target"], g)
+
+    step(m, td.reshape(-1))
+    grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}
+    dist = policy_dist(p, "policy.body", "policy.head", obs, spec)
+    loss = -(mask * log_prob(dist, action) * psi).sum() / 4.0 - c_e * masked_mean(entropy(dist), mask)
+    policy = [k for k in p if k.startswith("policy.")]
+    if kind == "per_decision":
+        loss = loss + (mask * (mlp_value(p, "value", obs) - g) ** 2).sum() / 13.0
+        value = [k for k in p if k.startswith("value.")]
+        ref_opt: torch.optim.Optimizer = torch.optim.Adam([{"params": [p[k] for k in policy], "lr": lr},
+                                                           {"params": [p[k] for k in value], "lr": value_lr}])
+        names = policy + value
+    else:
+        ref_opt, names = torch.optim.SGD([p[k] for k in policy], lr=lr), policy
+    assert_grads(grads, names, reference_step(ref_opt, p, names, loss))
+    with torch.no_grad():
+        for k in list(p):
+            if k.startswith("behaviour."):
+                p[k].copy_(p["policy." + k[len("behaviour."):]])  # β ← θ after the update
+    assert_params(m, p)

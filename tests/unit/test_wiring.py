@@ -826,3 +826,96 @@ def test_offpg(spec: Spec, kind: str) -> None:
             if k.startswith("behaviour."):
                 p[k].copy_(p["policy." + k[len("behaviour."):]])  # β ← θ after the update
     assert_params(m, p)
+
+
+# === TRPO and NPG =================================================================================================
+def conjugate_gradient(a: Tensor, b: Tensor, iterations: int, tol: float) -> Tensor:
+    """x ≈ A⁻¹ b by conjugate gradient from x = 0 (seed 004 App. B Alg. b.1), stopping after ``iterations``
+    products or once ‖r‖² ≤ ``tol``."""
+    x, r = torch.zeros_like(b), b.clone()
+    d, rr = r.clone(), r.dot(r)
+    for _ in range(iterations):
+        if rr <= tol:
+            break
+        ad = a @ d
+        alpha = rr / d.dot(ad)
+        x, r = x + alpha * d, r - alpha * ad
+        rr_next = r.dot(r)
+        d, rr = r + (rr_next / rr) * d, rr_next
+    return x
+
+
+@pytest.mark.parametrize(("cls", "spec"), [(TRPO, DISCRETE), (NPG, CONTINUOUS)], ids=["trpo-categorical",
+                                                                                    "npg-gaussian"])
+def test_trpo_npg(cls: type[TRPO], spec: Spec) -> None:
+    """TRPO (seed 004 Alg. 7.1) and NPG (Alg. 6.1) with GAE advantages from ``process_rollout``, standardised:
+    g = ∇ mean(π_θ'(a|s)/π_θ(a|s) Â) at θ' = θ; F the Hessian of the mean KL(π_θ ‖ π_θ') at θ' = θ, formed
+    explicitly here; x by CG on (F + c I) x = g; Δ = sqrt(2δ / xᵀ(F + c I)x) x. NPG takes θ + Δ; TRPO the first
+    θ + b^j Δ whose mean KL ≤ δ and whose surrogate improved (else θ). Then the critic: ``critic_epochs`` passes of
+    Adam steps on mean (V(s) − V_targ)² over shuffled minibatches drawn from the rollout's generator
+    (seeded from the run's seed and the rollout index)."""
+    seed = 3
+    torch.manual_seed(seed)
+    gamma, lam, delta, damping, b, critic_lr = 0.9, 0.95, 0.3, 0.01, 0.8, 0.01
+    m = cls(spec, hidden=[8], max_kl=delta, damping=damping, backtrack_coef=b, cg_iterations=5, gamma=gamma,
+            gae_lambda=lam, critic_lr=critic_lr, critic_epochs=2, critic_minibatch_size=6, ortho_init=False)
+    attach(m)
+    p = params_of(m.net)
+    raw = rollout(spec)
+    td = m.process_rollout(raw.clone())
+
+    reward, terminated, _, done = flags(raw)
+    with torch.no_grad():
+        v = ac_value(p, raw["observation"])
+        adv = gae(reward, v, ac_value(p, raw["next", "observation"]), terminated, done, gamma, lam)
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], adv + v)
+
+    step(m, td.reshape(-1))
+    grads = {k: v.grad for k, v in m.net.named_parameters() if v.grad is not None}
+
+    obs, action = raw["observation"].reshape(-1, spec.obs_dim), raw["action"].flatten(0, 1)
+    a_n = standardise(adv.reshape(-1))
+    actor = [k for k in p if k.startswith(("actor_body.", "head."))]
+    sizes = [p[k].numel() for k in actor]
+
+    def policy_at(theta: Tensor) -> tuple[Tensor, ...]:
+        q = dict(p)
+        q.update({k: t.view_as(p[k]) for k, t in zip(actor, theta.split(sizes), strict=True)})
+        return ac_policy(q, obs, spec)
+
+    theta = torch.cat([p[k].detach().reshape(-1) for k in actor])
+    old = tuple(t.detach() for t in policy_at(theta))
+    old_logp = log_prob(old, action)
+
+    def surrogate(theta: Tensor) -> Tensor:
+        return ((log_prob(policy_at(theta), action) - old_logp).exp() * a_n).mean()
+
+    g = torch.func.grad(surrogate)(theta)
+    fisher = torch.autograd.functional.hessian(lambda t: kl(old, policy_at(t)).mean(), theta)
+    a = fisher + damping * torch.eye(len(theta))
+    x = conjugate_gradient(a, g, 5, 1e-10)
+    full = torch.sqrt(2 * delta / x.dot(a @ x)) * x
+    new = theta + full
+    if cls is TRPO:
+        with torch.no_grad():
+            s0 = surrogate(theta)
+            fractions = [b**j for j in range(11)]
+            accepted = [f for f in fractions
+                        if kl(old, policy_at(theta + f * full)).mean() <= delta and surrogate(theta + f * full) > s0]
+        assert accepted and accepted[0] < 1, "the test should exercise the backtracking"
+        new = theta + accepted[0] * full
+    with torch.no_grad():
+        for k, t in zip(actor, new.split(sizes), strict=True):
+            p[k].copy_(t.view_as(p[k]))
+
+    critic = [k for k in p if k.startswith(("critic_body.", "value_out."))]
+    assert sorted(actor + critic) == sorted(p)
+    opt = adam(p, critic, critic_lr, eps=1e-5)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 0)  # rollout 0
+    target = (adv + v).reshape(-1)
+    for _ in range(2):
+        for idx in torch.randperm(12, generator=gen).split(6):
+            last = reference_step(opt, p, critic, ((ac_value(p, obs[idx]) - target[idx]) ** 2).mean())
+    assert_grads(grads, critic, last)  # the last minibatch's
+    assert_params(m.net, p)

@@ -352,6 +352,31 @@ def test_ppo(spec: Spec) -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.5)
 
 
+
+@pytest.mark.parametrize("above", [True, False], ids=["stop", "go-on"])
+def test_ppo_kl_early_stop(above: bool) -> None:
+    """PPO's KL early stop (seed 004 Alg. 8.1): when KL̂ = mean(log π_old(a|s) − log π_θ(a|s)) on the minibatch
+    reaches ``target_kl`` before the step, the module asks the data source to drop the rest of the rollout and
+    returns no loss; just below it, it steps as usual."""
+    torch.manual_seed(0)
+    m = PPO(DISCRETE, hidden=[8], minibatch_size=None, max_grad_norm=None, ortho_init=False)
+    old = params_of(m.net)
+    raw = rollout(DISCRETE)
+    with torch.no_grad():
+        raw["sample_log_prob"] = log_prob(ac_policy(old, raw["observation"], DISCRETE), raw["action"])
+    td = m.process_rollout(raw.clone())
+    perturb_(m.net, 0.1, seed=1)
+    with torch.no_grad():
+        new_logp = log_prob(ac_policy(params_of(m.net), raw["observation"], DISCRETE), raw["action"])
+        approx_kl = (raw["sample_log_prob"] - new_logp).mean().item()
+    assert approx_kl > 1e-4
+    m.hparams.target_kl = approx_kl * (0.99 if above else 1.01)
+    source = FakeSource()
+    attach(m, source)
+    out = step(m, td.reshape(-1))
+    assert source.ended == above and (out is None) == above
+
+
 # === A2C ==========================================================================================================
 @SPECS
 def test_a2c(spec: Spec) -> None:

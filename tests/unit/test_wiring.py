@@ -21,13 +21,12 @@ DDPG is covered by ``tests/unit/test_ddpg_td3.py::test_ddpg_step_updates_everyth
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -102,10 +101,10 @@ def attach(m: RLModule, source: FakeSource | None = None) -> list[torch.optim.Op
     assert isinstance(source, DataSource)
     m.trainer = SimpleNamespace(datamodule=source, global_step=0, world_size=1,  # type: ignore[assignment]
                                 precision="32-true", is_global_zero=True, loggers=[])
-    built = m.configure_optimizers()
-    opts: list[torch.optim.Optimizer] = built if isinstance(built, list) else [built]  # type: ignore[assignment]
+    built: Any = m.configure_optimizers()
+    opts: list[torch.optim.Optimizer] = built if isinstance(built, list) else [built]
     wrapped = [LitOpt(o) for o in opts]
-    m.optimizers = lambda *a, **k: wrapped[0] if len(wrapped) == 1 else wrapped  # type: ignore[method-assign]
+    m.optimizers = lambda *a, **k: wrapped[0] if len(wrapped) == 1 else wrapped  # type: ignore[method-assign, assignment]
     m.manual_backward = lambda loss, *a, **k: loss.backward()  # type: ignore[method-assign]
     return opts
 
@@ -120,7 +119,7 @@ def automatic_step(m: RLModule, td: TensorDict, progress_remaining: float = 0.5)
     """``training_step``, then Lightning's automatic optimisation: backward, and the module's ``optimizer_step``
     (the optimiser step, then its own hook: target networks, multipliers). Returns the loss and the gradients."""
     loss = step(m, td, progress_remaining)
-    (opt,) = [o.optimizer for o in [m.optimizers()]]  # type: ignore[attr-defined]
+    opt = cast(LitOpt, m.optimizers()).optimizer
     opt.zero_grad()
     loss.backward()
     grads = {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
@@ -133,17 +132,20 @@ def params_of(net: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in net.named_parameters()}
 
 
-def assert_params(net: nn.Module, expected: dict[str, Tensor], **tol: float) -> None:
+def named(name: str) -> Callable[[str], str]:
+    return lambda message: f"{name}: {message}"
+
+
+def assert_params(net: nn.Module, expected: dict[str, Tensor]) -> None:
     got = dict(net.named_parameters())
     assert set(got) == set(expected)
     for k, v in got.items():
-        torch.testing.assert_close(v.detach(), expected[k].detach(), msg=lambda s, k=k: f"{k}: {s}", **tol)
+        torch.testing.assert_close(v.detach(), expected[k].detach(), msg=named(k))
 
 
-def assert_grads(got: dict[str, Tensor], names: list[str], expected: tuple[Tensor, ...], prefix: str = "",
-                 **tol: float) -> None:
+def assert_grads(got: dict[str, Tensor], names: list[str], expected: tuple[Tensor, ...], prefix: str = "") -> None:
     for k, g in zip(names, expected, strict=True):
-        torch.testing.assert_close(got[prefix + k], g, msg=lambda s, k=k: f"grad {k}: {s}", **tol)
+        torch.testing.assert_close(got[prefix + k], g, msg=named(f"grad {k}"))
 
 
 def perturb_(net: nn.Module, scale: float, seed: int) -> None:
@@ -282,7 +284,7 @@ def standardise(x: Tensor) -> Tensor:
 
 def flags(td: TensorDict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(reward, terminated, truncated, done) without the trailing singleton dimension."""
-    return tuple(td["next", k].squeeze(-1) for k in ("reward", "terminated", "truncated", "done"))  # type: ignore[return-value]
+    return tuple(td["next", k].squeeze(-1) for k in ("reward", "terminated", "truncated", "done"))
 
 
 def adam(params: dict[str, Tensor], names: list[str], lr: float, eps: float) -> torch.optim.Adam:
@@ -370,7 +372,7 @@ def test_ppo_kl_early_stop(above: bool) -> None:
         new_logp = log_prob(ac_policy(params_of(m.net), raw["observation"], DISCRETE), raw["action"])
         approx_kl = (raw["sample_log_prob"] - new_logp).mean().item()
     assert approx_kl > 1e-4
-    m.hparams.target_kl = approx_kl * (0.99 if above else 1.01)
+    m.hp.target_kl = approx_kl * (0.99 if above else 1.01)
     source = FakeSource()
     attach(m, source)
     out = step(m, td.reshape(-1))
@@ -517,6 +519,7 @@ def test_dqn(target: str, loss_kind: str) -> None:
     gamma, lr, tau = 0.9, 0.01, 0.3
     m = DQN(DISCRETE, hidden=[8], lr=lr, lr_schedule="linear", gamma=gamma, target=target,  # type: ignore[arg-type]
             loss=loss_kind, target_update="polyak", tau=tau, max_grad_norm=None)  # type: ignore[arg-type]
+    assert m.q_target is not None
     perturb_(m.q_target, 0.5, seed=1)  # Q' ≠ Q
     attach(m)
     p = params_of(m)
@@ -545,6 +548,7 @@ def test_sarsa(expected_sarsa: bool) -> None:
         {"eps_start": 0.0, "eps_end": 0.0}
     m = SARSA(DISCRETE, hidden=[8], lr=lr, gamma=gamma, expected=expected_sarsa, loss="huber",
               target_update="polyak", tau=tau, max_grad_norm=None, **eps)  # type: ignore[arg-type]
+    assert m.q_target is not None
     perturb_(m.q_target, 0.5, seed=1)
     attach(m)
     m.set_clock(500)  # ε = 1 − 0.9 · 500/1000 = 0.55 for Expected SARSA
@@ -766,8 +770,9 @@ def test_reinforce(spec: Spec, case: str) -> None:
         else:
             g = returns_to_go(reward, done, gamma, torch.zeros_like(reward))
             phi = gamma ** time_in_episode(done) * g
-            phi = phi - masked_mean(phi, mask)
-            phi = (phi - masked_mean(phi, mask)) / (masked_mean((phi - masked_mean(phi, mask)) ** 2, mask).sqrt() + 1e-8)
+            phi = phi - masked_mean(phi, mask)  # the average baseline
+            centred = phi - masked_mean(phi, mask)
+            phi = centred / (masked_mean(centred**2, mask).sqrt() + 1e-8)
             normaliser = 13.0  # real steps
     torch.testing.assert_close(td["phi"], phi)
     torch.testing.assert_close(td["value_target"], g)

@@ -5,9 +5,10 @@ A module's loss functions are tested on their own elsewhere; these tests catch w
 handing the wrong tensor to a correct loss (``value`` for ``value_target``, ``truncated`` for ``terminated``, the
 target network where the online one belongs, a stale copy of the policy, ...). Each reference works on a copy of
 the module's parameters with plain torch ops (``F.linear``, ``log_softmax``, the textbook density, entropy and KL
-formulas): it calls no module method and none of ``lrl``'s loss or estimator functions. Each test compares, after
-one step, the returned loss and the gradients (automatic optimisation) or the gradients the optimisers used and
-the parameters after the step (manual optimisation), targets and multipliers included.
+formulas): it calls no module method (but TD3's ``generator()``, for the state of its noise generator) and none of
+``lrl``'s loss, estimator or network functions. Each test compares, after one step, the returned loss and the
+gradients (automatic optimisation) or the gradients the optimisers used (manual optimisation), and the parameters
+after the step, targets and multipliers included.
 
 The modules run outside a Trainer: :func:`attach` gives them a stand-in trainer whose data source is a
 :class:`FakeSource` (``lrl.contract.DataSource``), their own ``configure_optimizers``, and a plain backward. The
@@ -109,16 +110,16 @@ def attach(m: RLModule, source: FakeSource | None = None) -> list[torch.optim.Op
     return opts
 
 
-def step(m: RLModule, td: TensorDict, progress_remaining: float = 0.5) -> Any:
-    """One ``training_step`` on ``td``, the first (and only) minibatch of rollout 0."""
-    batch = Batch(td, clock=1000, progress_remaining=progress_remaining, rollout=0, first=True)
+def step(m: RLModule, td: TensorDict) -> Any:
+    """One ``training_step`` on ``td``, the first (and only) minibatch of rollout 0, half the budget left."""
+    batch = Batch(td, clock=1000, progress_remaining=0.5, rollout=0, first=True)
     return m.training_step(iter([(batch, 0, 0)]))
 
 
-def automatic_step(m: RLModule, td: TensorDict, progress_remaining: float = 0.5) -> tuple[Tensor, dict[str, Tensor]]:
+def automatic_step(m: RLModule, td: TensorDict) -> tuple[Tensor, dict[str, Tensor]]:
     """``training_step``, then Lightning's automatic optimisation: backward, and the module's ``optimizer_step``
     (the optimiser step, then its own hook: target networks, multipliers). Returns the loss and the gradients."""
-    loss = step(m, td, progress_remaining)
+    loss = step(m, td)
     opt = cast(LitOpt, m.optimizers()).optimizer
     opt.zero_grad()
     loss.backward()
@@ -337,10 +338,10 @@ def test_ppo(spec: Spec) -> None:
     a_n, v_targ, v_old = standardise(adv.reshape(-1)), (adv + v_old).reshape(-1), v_old.reshape(-1)
     dist = ac_policy(p, obs, spec)
     ratio = (log_prob(dist, action) - raw["sample_log_prob"].reshape(-1)).exp()
-    eps = clip * 0.5
-    clipped = ((ratio - 1).abs() > eps).float().mean()
+    clip_now = clip * 0.5
+    clipped = ((ratio - 1).abs() > clip_now).float().mean()
     assert 0.1 < clipped < 0.9, "the batch should exercise the clip on some samples and not on others"
-    surrogate = torch.minimum(ratio * a_n, ratio.clamp(1 - eps, 1 + eps) * a_n).mean()
+    surrogate = torch.minimum(ratio * a_n, ratio.clamp(1 - clip_now, 1 + clip_now) * a_n).mean()
     v = ac_value(p, obs)
     assert 0 < ((v - v_old).abs() > clip_vf).float().mean() < 1, "and the value clip likewise"
     v_clipped = v_old + (v - v_old).clamp(-clip_vf, clip_vf)
@@ -352,7 +353,6 @@ def test_ppo(spec: Spec) -> None:
     assert_grads(grads, names, ref_grads, prefix="net.")
     assert_params(m.net, p)
     assert opt.param_groups[0]["lr"] == pytest.approx(lr * 0.5)
-
 
 
 @pytest.mark.parametrize("above", [True, False], ids=["stop", "go-on"])

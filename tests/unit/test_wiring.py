@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from lrl.algos.a2c.module import A2C
 from lrl.algos.base import RLModule
 from lrl.algos.dqn.module import DQN
+from lrl.algos.npg.module import NPG
 from lrl.algos.offpg.module import OffPolicyPG
 from lrl.algos.ppo.module import PPO
 from lrl.algos.ppo_kl.module import PPOKL
@@ -45,7 +46,7 @@ from lrl.algos.reinforce.module import Reinforce
 from lrl.algos.sac.module import SAC
 from lrl.algos.sarsa.module import SARSA
 from lrl.algos.td3.module import TD3
-from lrl.algos.trpo.module import NPG, TRPO
+from lrl.algos.trpo.module import TRPO
 from lrl.contract import Batch, ClockUnit, DataSource
 from lrl.spec import Spec
 

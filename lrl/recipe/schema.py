@@ -223,6 +223,10 @@ def check_trainer(values: dict[str, Any]) -> dict[str, Any]:
     for key, ok, allowed_values in ranges:
         if key in out and not ok:
             raise RecipeError(f"trainer.{key}: must be {allowed_values} (got {out[key]!r})")
+    if any(k in out["strategy"] for k in ("spawn", "fork", "notebook")):  # ddp_spawn, ddp_fork, ddp_notebook, ...
+        raise RecipeError(f"trainer.strategy={out['strategy']}: not supported; spawn/fork launchers train in child "
+                          "processes, while lrl reads frames, evaluation and interruption in the launching one "
+                          "(ddp_fork reported 'done: 0 frames'); use ddp")
     xla = out["accelerator"] == "tpu" or any(k in out["strategy"] for k in ("xla", "tpu"))
     if xla and importlib.util.find_spec("torch_xla") is None:  # Lightning raises ModuleNotFoundError at build time
         key = "accelerator" if out["accelerator"] == "tpu" else "strategy"

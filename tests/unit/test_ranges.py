@@ -7,6 +7,7 @@ of a registered algorithm or data module must get a rule, be a bool/Literal, or 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import math
 import types
@@ -194,6 +195,9 @@ def test_ranges_accept_what_the_shipped_recipes_say() -> None:
         ("trainer.accelerator=xpu", "trainer.accelerator: must be one of cpu, gpu, cuda, mps, tpu, auto"),
         ("trainer.strategy=nccl", "trainer.strategy: must be 'auto' or one of Lightning's strategy names"),
         ("trainer.deterministic=maybe", "trainer.deterministic: must be true, false or 'warn'"),
+        ("trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn: not supported"),
+        ("trainer.strategy=ddp_fork", "trainer.strategy=ddp_fork: not supported"),
+        ("trainer.strategy=ddp_notebook_find_unused_parameters_true", "not supported"),
         ("trainer.log_every_n_steps=5", "trainer.log_every_n_steps: set by lrl itself"),
         ("env.id=", "env.id:"),
         ("env.kwargs={1: 2}", "env.kwargs.1.[key]:"),
@@ -221,3 +225,10 @@ def test_trainer_env_name_seed(override: str, fragment: str) -> None:
 )
 def test_valid_trainer_and_names_pass(override: str) -> None:
     load("ppo/cartpole", [override])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_xla") is not None, reason="torch_xla is installed here")
+@pytest.mark.parametrize("override", ["trainer.accelerator=tpu", "trainer.strategy=xla", "trainer.strategy=single_xla"])
+def test_xla_without_torch_xla_is_refused_before_the_trainer_is_built(override: str) -> None:
+    with pytest.raises(RecipeError, match="needs torch_xla, which is not installed"):
+        load("ppo/cartpole", [override])

@@ -166,12 +166,18 @@ def invoke(recipe: str, overrides: list[str], dry_run: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# MLflow 3 refuses file: stores without the opt-in. One torch thread: on a shared 2-core machine, spinning OpenMP
+# threads made a 256-frame SAC run take 20-50 s instead of 3 (lrl's own LRL_NUM_THREADS knob).
+ENV = {"MLFLOW_ALLOW_FILE_STORE": "true", "LRL_NUM_THREADS": "1"}
+
+
 @pytest.fixture(autouse=True)
-def _file_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file: stores without it
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
 
 
-@settings(max_examples=240, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 @given(case(SHIPPED, bounded=False, argv_safe=False))
 def test_dry_run_in_process(c: tuple[str, list[str]]) -> None:
     invoke(*c, dry_run=True)
@@ -183,7 +189,7 @@ FORCED = ["budget.frames=256", "eval.every_frames=0", "checkpoint.every_frames=0
           "trainer.devices=1", "trainer.strategy=auto", "algo.compile=false"]
 
 
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(case(CHEAP, bounded=True, argv_safe=False))
 def test_real_run_in_process(c: tuple[str, list[str]]) -> None:
     recipe, overrides = c
@@ -194,7 +200,7 @@ def run_executable(recipe: str, overrides: list[str], dry_run: bool) -> None:
     """``python -m lrl.cli``: a fresh process that imports the code under test, as a user runs it."""
     tmp = Path(tempfile.mkdtemp(prefix="lrl-fuzz-"))
     try:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_ALLOW_FILE_STORE": "true"}
+        env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run([sys.executable, "-m", "lrl.cli", *train_args(recipe, overrides, tmp, dry_run)],
                               capture_output=True, text=True, timeout=300, env=env, cwd=tmp)
         what = f"lrl train {recipe} {' '.join(map(repr, overrides))}"

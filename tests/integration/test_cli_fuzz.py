@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from typer.testing import CliRunner
 
 from lrl.cli import app
@@ -135,7 +136,8 @@ def case(draw: st.DrawFn, recipes: list[str], bounded: bool, argv_safe: bool) ->
 # --- the property ------------------------------------------------------------------------------------------------
 
 def check(code: int, stdout: str, stderr: str, run_dir: Path, real: bool, what: str) -> None:
-    event("valid: the run started" if code == 0 else f"refused: exit {code}")  # --hypothesis-show-statistics
+    if currently_in_test_context():  # --hypothesis-show-statistics counts the outcomes
+        event("valid: the run started" if code == 0 else f"refused: exit {code}")
     if code == 0:
         if real:
             assert (run_dir / "checkpoints" / "last.ckpt").is_file(), f"{what}: exit 0 but no last.ckpt"
@@ -227,11 +229,12 @@ def test_real_executable_real_run(c: tuple[str, list[str]]) -> None:
     run_executable(recipe, [*overrides, *FORCED], dry_run=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lrl/recipe/load.py (not this branch's to edit): parse_override catches yaml.YAMLError only, but an explicit "
-    "YAML tag whose conversion fails (!!int 1.5, !!float x) makes yaml.safe_load raise ValueError, a traceback. "
-    "Fix: except (yaml.YAMLError, ValueError) there (and in read_yaml); then drop this mark."))
+# Found by the generated cases (e.g. ``lrl train a2c/cartpole 'algo.activation=!!float x'``, ``lrl train
+# npg/inverted-pendulum 'data.seed=!!int 1.5'``), root cause outside this branch's files: parse_override in
+# lrl/recipe/load.py catches yaml.YAMLError only, but an explicit YAML tag whose conversion fails (!!int 1.5,
+# !!float x) makes yaml.safe_load raise ValueError, a traceback. Fix there: except (yaml.YAMLError, ValueError),
+# and the same in read_yaml for recipe files. These cases (and test_dry_run_in_process, which draws them) fail
+# until then: kept, not filtered out.
 @pytest.mark.parametrize("override", ["algo.lr=!!float x", "algo.lr=!!int 1.5", "data.seed=!!int 1.5"])
 def test_found_yaml_tag_conversion(override: str) -> None:
-    """Found by the generated cases (e.g. ``lrl train npg/inverted-pendulum 'data.seed=!!int 1.5'``)."""
     invoke("ppo/cartpole", [override], dry_run=True)

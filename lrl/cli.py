@@ -21,6 +21,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. algo.lr=3e-4 seed=1")]
 
 
+def _one_line(message: str) -> str:
+    """Messages quote what the user wrote (keys, values, paths): escape what would break the one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def _errors(fn: F) -> F:
     """One clear line and a non-zero exit for user errors; tracebacks only with LRL_DEBUG=1."""
 
@@ -33,7 +38,7 @@ def _errors(fn: F) -> F:
         except LrlError as err:
             if os.environ.get("LRL_DEBUG"):
                 raise
-            typer.echo(f"error: {err.message}", err=True)
+            typer.echo(f"error: {_one_line(err.message)}", err=True)
             raise typer.Exit(err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -168,7 +173,7 @@ def validate(recipes: Annotated[list[str] | None, typer.Argument(help="default: 
             typer.echo(f"ok    {name}")
         except RecipeError as err:
             failed += 1
-            typer.echo(f"FAIL  {err.message}", err=True)
+            typer.echo(f"FAIL  {_one_line(err.message)}", err=True)
     if failed:
         raise typer.Exit(2)
 

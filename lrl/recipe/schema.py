@@ -7,15 +7,27 @@ argument's annotation, so a recipe can never carry a hyperparameter that the cod
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 import typing
+import unicodedata
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lrl.contract import CLOCK_UNITS, ClockUnit
 from lrl.errors import RecipeError
+from lrl.recipe import ranges
 
 
 class _Section(BaseModel):
@@ -39,7 +51,7 @@ class _Section(BaseModel):
 class EnvConfig(_Section):
     """Where experience comes from: a gymnasium id, vectorised in-process by default (DESIGN.md §4)."""
 
-    id: str
+    id: str = Field(..., min_length=1)
     num_envs: int = Field(1, ge=1, description="global number of envs, split evenly across ranks")
     vectorization: Literal["sync", "async"] = "sync"
     normalize_obs: bool = False
@@ -106,13 +118,14 @@ RESERVED_TRAINER_KEYS = {
     "limit_train_batches", "enable_checkpointing", "default_root_dir", "use_distributed_sampler",
     "num_sanity_val_steps", "val_check_interval", "check_val_every_n_epoch", "limit_val_batches",
     "reload_dataloaders_every_n_epochs", "gradient_clip_val", "gradient_clip_algorithm",
+    "enable_progress_bar", "enable_model_summary", "log_every_n_steps",  # passed by the launcher itself
 }
 TRAINER_DEFAULTS: dict[str, Any] = {"accelerator": "auto", "devices": 1, "strategy": "auto", "precision": "32-true"}
 
 
 class Recipe(_Section):
-    name: str
-    seed: int = 0
+    name: str = Field(..., description="names the run directory runs/<name>/ and, by default, the MLflow run")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy's and Lightning's seed range")
     algo: dict[str, Any]
     env: EnvConfig | None = None  # none for sources without an environment (an offline dataset)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -121,6 +134,20 @@ class Recipe(_Section):
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _filename_safe(cls, name: str) -> str:
+        """The name becomes a directory: refuse what would escape ``runs/`` or that no file system can hold."""
+        if not name:
+            raise ValueError("must not be empty")
+        if name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError("must be a file name: no '/', '\\', and not '.' or '..'")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+            raise ValueError("must not contain control characters")
+        if len(name.encode("utf-8")) > 255:
+            raise ValueError("must be at most 255 bytes long (a file-name limit)")
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json")
@@ -137,7 +164,8 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         return f"{loc}: unknown key"
     if first["type"] == "missing":
         return f"{loc}: required key is missing"
-    return f"{loc}: {first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})"
+    msg = first["msg"].removeprefix("Value error, ")  # a validator's own words, without pydantic's prefix
+    return f"{loc}: {msg} (got {first.get('input')!r})"
 
 
 def bindable_params(cls: type, exclude: set[str]) -> dict[str, inspect.Parameter]:
@@ -166,6 +194,7 @@ def bind_section(section: str, values: dict[str, Any], cls: type, exclude: set[s
             except ValidationError as err:
                 msg = err.errors()[0]["msg"]
                 raise RecipeError(f"{section}.{name}: {msg} (got {values[name]!r})") from None
+            ranges.check(section, name, values[name], out[name])
         elif p.default is inspect.Parameter.empty:
             raise RecipeError(f"{section}.{name}: required key is missing")
         else:
@@ -173,13 +202,52 @@ def bind_section(section: str, values: dict[str, Any], cls: type, exclude: set[s
     return out
 
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+
+# lrl's observations, actions and rollouts are float32: precisions that cast the module's weights ("64-true",
+# "16-true", "bf16-true", transformer-engine) fail at the first forward pass with a dtype mismatch. Mixed precision
+# autocasts inside the module and works.
+SUPPORTED_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+
+
+def _precisions() -> tuple[Any, ...]:
+    """Lightning's accepted ``precision`` values that lrl supports, with their aliases ("32", 32, "bf16", ...)."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT, _PRECISION_INPUT_STR_ALIAS_CONVERSION
+    except ImportError:  # pragma: no cover - private names; Lightning still checks when the Trainer is built
+        return SUPPORTED_PRECISIONS
+    accepted = [v for arg in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(arg)]
+    canonical = {v: _PRECISION_INPUT_STR_ALIAS_CONVERSION.get(str(v), v) for v in accepted}
+    return tuple(v for v in accepted if canonical[v] in SUPPORTED_PRECISIONS)
+
+
+def _devices_ok(devices: int | str | list[int]) -> bool:
+    """Lightning's forms: a count >= 1, -1 or "auto" (all), distinct indices as a list or "0,1" string."""
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, list):
+        return bool(devices) and all(i >= 0 for i in devices) and len(set(devices)) == len(devices)
+    text = devices.strip()
+    if text in ("auto", "-1"):
+        return True
+    if re.fullmatch(r"[0-9]+", text):
+        return int(text) >= 1
+    if re.fullmatch(r"[0-9]+(,[0-9]+)*,?", text):
+        ids = [int(i) for i in text.rstrip(",").split(",")]
+        return len(set(ids)) == len(ids)
+    return False
+
+
 def check_trainer(values: dict[str, Any]) -> dict[str, Any]:
     import lightning
+    from lightning.pytorch.strategies import StrategyRegistry
 
     allowed = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
     for key in values:
         if key in RESERVED_TRAINER_KEYS:
-            raise RecipeError(f"trainer.{key}: set by lrl itself (frames are the clock); remove it from the recipe")
+            raise RecipeError(f"trainer.{key}: set by lrl itself (frames are the clock; lrl owns checkpoints, "
+                              "logging and progress output); remove it from the recipe")
         if key not in allowed:
             raise RecipeError(f"trainer.{key}: unknown key for lightning.Trainer")
     checks: dict[str, Any] = {
@@ -193,10 +261,32 @@ def check_trainer(values: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[key] = TypeAdapter(typ).validate_python(out[key], strict=True)
             except ValidationError:
-                raise RecipeError(f"trainer.{key}: expected {typ}, got {out[key]!r}") from None
-    devices = out.get("devices")
-    if isinstance(devices, str) and not re.fullmatch(r"auto|-1|\d+|\d+(,\d+)*,?", devices.strip()):
-        raise RecipeError(f"trainer.devices: expected a count, a list of indices, 'auto' or -1, got {devices!r}")
+                expected = getattr(typ, "__name__", typ)
+                raise RecipeError(f"trainer.{key}: expected {expected}, got {out[key]!r}") from None
+    precisions = _precisions()
+    strategies = ("auto", *StrategyRegistry.available_strategies())
+    ranges: list[tuple[str, bool, str]] = [
+        ("devices", _devices_ok(out["devices"]),
+         "a count >= 1, -1 or 'auto' (all), or a non-empty list of distinct device indices >= 0"),
+        ("num_nodes", out.get("num_nodes", 1) >= 1, "an integer >= 1"),
+        ("accelerator", out["accelerator"] in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
+        ("strategy", out["strategy"] in strategies, "'auto' or one of Lightning's strategy names: ddp, fsdp, ..."),
+        ("precision", out["precision"] in precisions,
+         f"one of {', '.join(SUPPORTED_PRECISIONS)} or their aliases 32, 16, bf16 (lrl's data are float32; "
+         "precisions that cast the weights, such as 64-true or bf16-true, are not supported)"),
+        ("deterministic", out.get("deterministic") in (True, False, "warn"), "true, false or 'warn'"),
+    ]
+    for key, ok, allowed_values in ranges:
+        if key in out and not ok:
+            raise RecipeError(f"trainer.{key}: must be {allowed_values} (got {out[key]!r})")
+    if any(k in out["strategy"] for k in ("spawn", "fork", "notebook")):  # ddp_spawn, ddp_fork, ddp_notebook, ...
+        raise RecipeError(f"trainer.strategy={out['strategy']}: not supported; spawn/fork launchers train in child "
+                          "processes, while lrl reads frames, evaluation and interruption in the launching one "
+                          "(ddp_fork reported 'done: 0 frames'); use ddp")
+    xla = out["accelerator"] == "tpu" or any(k in out["strategy"] for k in ("xla", "tpu"))
+    if xla and importlib.util.find_spec("torch_xla") is None:  # Lightning raises ModuleNotFoundError at build time
+        key = "accelerator" if out["accelerator"] == "tpu" else "strategy"
+        raise RecipeError(f"trainer.{key}={out[key]} needs torch_xla, which is not installed")
     if out.get("accumulate_grad_batches", 1) != 1:
         raise RecipeError("trainer.accumulate_grad_batches: not supported; use a larger algo minibatch instead")
     return out

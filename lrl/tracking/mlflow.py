@@ -33,7 +33,10 @@ def resolve_tracking_uri(cli_uri: str | None, recipe_uri: str | None) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that does not answer, or a local store MLflow will not open, fails here in one line,
+    before anything is written."""
     if not uri.startswith(("http://", "https://")):
+        _check_store(uri)
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
@@ -45,12 +48,26 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                        "--tracking-uri") from None
 
 
+def _check_store(uri: str) -> None:
+    """Open the store as the logger will: MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true``,
+    and any URI scheme it does not know."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lrl.tracking.logger import one_line
+
+    try:
+        MlflowClient(tracking_uri=uri)
+    except MlflowException as err:
+        raise LrlError(f"MLflow refuses tracking URI {uri}: {one_line(err.message)}") from None
+
+
 def make_logger(uri: str, experiment: str, run_name: str | None, run_id: str | None = None,
                 tags: dict[str, Any] | None = None) -> Any:
-    from lightning.pytorch.loggers import MLFlowLogger
+    from lrl.tracking.logger import LrlMLFlowLogger
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, run_id=run_id,
+    return LrlMLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, run_id=run_id,
                         tags=tags, log_model=False)
 
 

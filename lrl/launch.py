@@ -143,11 +143,11 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
             use_distributed_sampler=False, default_root_dir=str(run_dir), log_every_n_steps=1_000_000,
         )
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as err:
         raise RecipeError(f"trainer: {err}") from None
     # before any process is launched: one error line, not one per rank
     datamodule.check_args(data, recipe.env, schedule_of(algo, algo_cls.consumes), algo_cls.consumes,
-                          trainer.world_size)
+                          trainer.world_size, budget)
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
     try:

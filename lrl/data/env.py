@@ -44,6 +44,9 @@ def probe_env_spec(cfg: EnvConfig) -> Spec:
         raise RecipeError(f"env.id={cfg.id}: cannot be built ({err})") from None
     except TypeError as err:
         raise RecipeError(f"env.kwargs: rejected by {cfg.id} ({err})") from None
+    except Exception as err:  # an environment's own constructor can fail any way (a missing file, a bad number)
+        what, first = "env.kwargs" if cfg.kwargs else "env.id", (str(err).splitlines() or [""])[0]
+        raise RecipeError(f"{what}: {cfg.id} cannot be built ({type(err).__name__}: {first})") from None
     try:
         return spec_from_spaces(cfg.id, env.observation_space, env.action_space)
     finally:

@@ -57,7 +57,7 @@ class OfflineDataModule(RankedDataModule):
 
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
-                   world: int | None) -> None:
+                   world: int | None, budget: int | None = None) -> None:
         if world and args["batch_size"] % world:
             raise RecipeError(f"data.batch_size={args['batch_size']} must be divisible by the number of processes "
                               f"({world})")

@@ -68,8 +68,8 @@ class OnPolicyDataModule(RankedDataModule):
     # --- set-up -----------------------------------------------------------------------------------------
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
-                   world: int | None) -> None:
-        super().check_args(args, env, schedule, consumes, world)
+                   world: int | None, budget: int | None = None) -> None:
+        super().check_args(args, env, schedule, consumes, world, budget)
         assert env is not None
         w, n, fpb, mb = world or 1, env.num_envs, args["frames_per_batch"], schedule.minibatch_size
         if fpb % n:

@@ -72,9 +72,10 @@ class RankedDataModule(L.LightningDataModule):
 
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
-                   world: int | None) -> None:
+                   world: int | None, budget: int | None = None) -> None:
         """Relations between the resolved ``data:`` section, the env, the algorithm's schedule and what it consumes;
-        ``world`` is the number of processes when the recipe fixes it. One :class:`RecipeError` line."""
+        ``world`` is the number of processes when the recipe fixes it, ``budget`` the run's length in its clock
+        unit. One :class:`RecipeError` line."""
         if env is not None and world and env.num_envs % world:
             raise RecipeError(f"env.num_envs={env.num_envs} must be divisible by the number of processes ({world})")
 

@@ -98,7 +98,7 @@ class ReplayDataModule(RankedDataModule):
         super().__init__(seed=seed, budget=budget, clock_unit=clock_unit, streams=streams)
         self.env_cfg, self.spec = env, spec
         self.buffer_size, self.batch_size, self.learning_starts = buffer_size, batch_size, learning_starts
-        self.clock_per_step, self.updates_per_step = frames_per_step, updates_per_step
+        self.frames_per_step, self.updates_per_step = frames_per_step, updates_per_step
         self.random_warmup, self.storage_kind, self.buffer_device = random_warmup, storage, buffer_device
         self.collector: VecEnvCollector | None = None
         self.buffer: ReplayBuffer | None = None
@@ -113,8 +113,8 @@ class ReplayDataModule(RankedDataModule):
     # --- set-up -----------------------------------------------------------------------------------------
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
-                   world: int | None) -> None:
-        super().check_args(args, env, schedule, consumes, world)
+                   world: int | None, budget: int | None = None) -> None:
+        super().check_args(args, env, schedule, consumes, world, budget)
         assert env is not None
         w, n = world or 1, env.num_envs
         if args["frames_per_step"] % n:
@@ -122,13 +122,17 @@ class ReplayDataModule(RankedDataModule):
         if args["batch_size"] % w or args["buffer_size"] % w:
             raise RecipeError(f"data.batch_size={args['batch_size']} and data.buffer_size={args['buffer_size']} must "
                               f"be divisible by the number of processes ({w})")
+        if budget is not None and args["learning_starts"] >= budget:
+            raise RecipeError(f"data.learning_starts={args['learning_starts']} must be below budget.frames={budget}: "
+                              "the random warm-up would run past the budget and nothing would be learned")
         if env.normalize_reward:
             raise RecipeError("env.normalize_reward is not supported with a replay buffer (stored rewards would be "
                               "scaled by statistics that keep changing); scale rewards in the algorithm instead")
 
     def _check_sizes(self) -> None:
-        args = {"frames_per_step": self.clock_per_step, "batch_size": self.batch_size, "buffer_size": self.buffer_size}
-        self.check_args(args, self.env_cfg, Schedule(), Consumes(sources=()), self.world_size)
+        args = {"frames_per_step": self.frames_per_step, "batch_size": self.batch_size, "buffer_size": self.buffer_size,
+                "learning_starts": self.learning_starts}
+        self.check_args(args, self.env_cfg, Schedule(), Consumes(sources=()), self.world_size, self.budget)
 
     def train_dataloader(self) -> BatchStream:
         trainer = self.trainer
@@ -144,7 +148,7 @@ class ReplayDataModule(RankedDataModule):
             self._policy = module.collection_policy()
             self.collector = make_collector(
                 "lean", make_vec_env(cfg, local_envs), self.spec, self._policy,
-                steps_per_env=self.clock_per_step // cfg.num_envs,
+                steps_per_env=self.frames_per_step // cfg.num_envs,
                 env_seeds=[first + i for i in range(local_envs)], device=device,
                 obs_normalizer=ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )

@@ -58,7 +58,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError(f"override '{text}': expected KEY=VALUE, e.g. algo.lr=3e-4")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError):  # bad YAML, or a tag that cannot convert (!!float x)
         value = raw
     return key.split("."), value
 
@@ -82,7 +82,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, TypeError) as err:
         raise RecipeError(f"recipe {path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path}: expected a mapping of sections at the top level")
@@ -127,7 +127,7 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         _check_source(recipe, consumes, dm_cls, resolved_data)
         trainer = check_trainer(recipe.trainer)
         dm_cls.check_args(resolved_data, recipe.env, schedule_of(resolved_algo, consumes), consumes,
-                          world_size(trainer))
+                          world_size(trainer), recipe.budget.amount)
         if recipe.env is not None:
             check_env_id(recipe.env.id)
     except RecipeError as err:

@@ -106,7 +106,7 @@ class CheckpointConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    experiment: str = "lrl"
+    experiment: str = Field("lrl", min_length=1, max_length=500, description="MLflow experiment name")
     run_name: str | None = None
     tracking_uri: str | None = None
     log_every: int = _every("log_every", 2048, "log metrics every N clock units")

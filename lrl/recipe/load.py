@@ -152,9 +152,6 @@ def _check_source(recipe: Recipe, consumes: Consumes, dm_cls: Any, data: dict[st
         if stream not in streams:
             raise RecipeError(f"data.streams.{stream}: required by algo.name={recipe.algo['name']} "
                               f"(add data.streams.{stream}.path=FILE)")
-    for stream, cfg in streams.items():
-        if not isinstance(cfg, dict) or "path" not in cfg or set(cfg) - {"path", "batch_size"}:
-            raise RecipeError(f"data.streams.{stream}: expected a mapping with path and optionally batch_size")
 
 
 def world_size(trainer: dict[str, Any]) -> int | None:

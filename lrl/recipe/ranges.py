@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from lrl.errors import RecipeError
 
-Kind = Literal["real", "int", "sizes", "choice", "device"]
+Kind = Literal["real", "int", "sizes", "choice", "device", "path", "streams"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class Rule:
             what = "one of " + ", ".join(self._choices())
         elif self.kind == "device":
             what = "a torch device such as cpu, cuda or cuda:1"
+        elif self.kind == "path":
+            what = "a non-empty file path"
+        elif self.kind == "streams":
+            what = "a mapping {name: {path: FILE, batch_size: N >= 1}}"
         else:
             bounded = self.low is not None and self.high is not None  # an interval implies finite
             what = ("an integer" if self.kind == "int" else "a number" if bounded else "a finite number")
@@ -77,6 +81,10 @@ class Rule:
             return value in self._choices()
         if self.kind == "device":
             return _is_device(value)
+        if self.kind == "path":
+            return isinstance(value, str) and value.strip() != "" and "\x00" not in value
+        if self.kind == "streams":
+            return isinstance(value, dict) and all(_is_stream(k, v) for k, v in value.items())
         if isinstance(raw, bool):
             return False  # a boolean where a number is meant is a mistake, not 1 or 0
         if self.kind == "real" and not math.isfinite(value):
@@ -100,6 +108,15 @@ def _is_device(value: Any) -> bool:
     return True
 
 
+def _is_stream(name: Any, cfg: Any) -> bool:
+    """One entry of ``data.streams``: a name, a dataset path and optionally a batch size >= 1."""
+    if not isinstance(name, str) or not name or not isinstance(cfg, dict) or set(cfg) - {"path", "batch_size"}:
+        return False
+    size = cfg.get("batch_size", 1)
+    return (PATH.accepts(cfg.get("path"), cfg.get("path")) and isinstance(size, int) and not isinstance(size, bool)
+            and size >= 1)
+
+
 def real(*, gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None,
          null: bool = False, note: str = "") -> Rule:
     """A finite float in the interval given by the bounds (NaN and ±inf never pass)."""
@@ -118,6 +135,7 @@ POLYAK = real(gt=0, le=1, note="a target weight of 0 never moves the target")
 COEF = real(ge=0)  # loss weights: 0 switches a term off, negative flips its sign
 EPS = real(gt=0, note="the optimiser divides by it")
 COUNT = integer(ge=1)  # sizes, counts, epochs, intervals
+PATH = Rule("path")
 FRAMES = integer(ge=0)  # decay lengths: 0 = no decay
 SIZES = Rule("sizes", nullable=True)  # None = the algorithm's default MLP
 
@@ -201,6 +219,9 @@ RULES: dict[str, Rule] = {
     "frames_per_step": COUNT,
     "updates_per_step": COUNT,
     "buffer_device": Rule("device", nullable=True),  # None = the module's device
+    # --- data: offline and named streams (docs/contract.md §5) ------------------------------------------------------
+    "path": Rule("path"),  # a dataset file; whether it exists and holds a dataset is checked when it is read
+    "streams": Rule("streams", nullable=True),
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.

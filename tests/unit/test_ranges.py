@@ -20,13 +20,13 @@ from lrl.errors import RecipeError
 from lrl.recipe import load, shipped_recipes
 from lrl.recipe.load import INJECTED_ALGO, INJECTED_DATA
 from lrl.recipe.ranges import EXEMPT, RULES, Rule
-from lrl.recipe.registry import ALGORITHMS, DATAMODULES, _import
+from lrl.recipe.registry import ALGORITHMS, DATAMODULES, algorithm_class, datamodule_class
 from lrl.recipe.schema import bindable_params
 
 
 def _classes() -> list[tuple[str, str, type, set[str]]]:
-    out = [("algo", name, _import(path), INJECTED_ALGO) for name, path in ALGORITHMS.items()]
-    return out + [("data", name, _import(path), INJECTED_DATA) for name, path in DATAMODULES.items()]
+    out = [("algo", name, algorithm_class(name), INJECTED_ALGO) for name in ALGORITHMS]
+    return out + [("data", name, datamodule_class(name), INJECTED_DATA) for name in DATAMODULES]
 
 
 def _arguments() -> list[tuple[str, str, str, Any, Any]]:
@@ -71,7 +71,8 @@ def test_every_rule_names_an_argument() -> None:
 def test_rule_fits_the_annotation_and_the_default(section: str, reg: str, name: str, annotation: Any,
                                                   default: Any) -> None:
     rule = RULES[name]
-    kinds = {"real": {float}, "int": {int}, "sizes": {list[int]}, "choice": {str}, "device": {str}}[rule.kind]
+    kinds = {"real": {float}, "int": {int}, "sizes": {list[int]}, "choice": {str}, "device": {str}, "path": {str},
+             "streams": {dict[str, Any]}}[rule.kind]
     members = _members(annotation)
     assert {m for m in members if m is not type(None)} <= kinds, f"{reg}: {name}: {annotation} vs {rule.kind}"
     assert (type(None) in members) <= rule.nullable, f"{reg}: {name} may be None but its rule refuses null"
@@ -119,7 +120,8 @@ def _section_of(name: str) -> str:
     return next(section for section, _, n, _, _ in ARGUMENTS if n == name)
 
 
-CASES = [(_section_of(n), n, v) for n in sorted(RULES) for v in _bad_values(RULES[n])]
+GENERIC = sorted(n for n in RULES if RULES[n].kind not in ("path", "streams"))  # those two: tested below
+CASES = [(_section_of(n), n, v) for n in GENERIC for v in _bad_values(RULES[n])]
 
 
 @pytest.mark.parametrize(("section", "name", "text"), CASES)
@@ -132,7 +134,7 @@ def test_out_of_range_is_one_line_naming_key_value_and_range(section: str, name:
 
 
 @pytest.mark.parametrize(("section", "name", "text"),
-                         [(_section_of(n), n, v) for n in sorted(RULES) for v in _good_values(RULES[n])])
+                         [(_section_of(n), n, v) for n in GENERIC for v in _good_values(RULES[n])])
 def test_the_ends_of_each_range_are_accepted(section: str, name: str, text: str) -> None:
     recipe = _recipe_with(section, name)
     try:
@@ -232,3 +234,22 @@ def test_valid_trainer_and_names_pass(override: str) -> None:
 def test_xla_without_torch_xla_is_refused_before_the_trainer_is_built(override: str) -> None:
     with pytest.raises(RecipeError, match="needs torch_xla, which is not installed"):
         load("ppo/cartpole", [override])
+
+
+@pytest.mark.parametrize("text", ["''", "null", "[a]", "{d: {path: ''}}", "{d: {batch_size: 3}}",
+                                  "{d: {path: f, batch_size: 0}}", "{d: {path: f, shuffle: true}}", "{'': {path: f}}"])
+def test_dataset_paths_and_streams_are_checked(tmp_path: Any, text: str) -> None:
+    """``data.path`` (the offline source) and ``data.streams`` (every source) are range-checked like the rest."""
+    import yaml
+
+    offline = tmp_path / "offline.yaml"
+    offline.write_text(yaml.safe_dump({"name": "o", "algo": {"name": "tests.contract_modules:Classifier"},
+                                       "data": {"name": "offline", "path": "d.pt"}, "budget": {"steps": 1}}))
+    for recipe, key in ((str(offline), "data.path"), ("ppo/cartpole", "data.streams")):
+        if key == "data.streams" and text == "null":
+            continue  # no streams is the default
+        if key == "data.path" and text.startswith("{"):
+            continue
+        with pytest.raises(RecipeError) as err:
+            load(recipe, [f"{key}={text}"])
+        assert f"{key}:" in err.value.message and "\n" not in err.value.message, err.value.message  # type or range

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+import lrl.recipe.ranges as ranges
 from lrl.contract import CLOCK_UNITS, ClockUnit
 from lrl.errors import RecipeError
-from lrl.recipe import ranges
 
 
 class _Section(BaseModel):

@@ -30,7 +30,7 @@ class LrlMLFlowLogger(MLFlowLogger):
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "Experiment with name ... not found. Creating it." is not worth a line
         try:
-            return MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
+            return super().experiment
         except MlflowException as err:
             raise LrlError(f"MLflow refused the run: {one_line(err.message)} (experiment "
                            f"{self._experiment_name!r}, run name {self._run_name!r})") from None

@@ -736,6 +736,22 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum() / mask.sum()
 
 
+def pg_reference_step(p: dict[str, Tensor], grads: dict[str, Tensor], loss: Tensor, with_value: bool, obs: Tensor,
+                      g: Tensor, mask: Tensor, lr: float, value_lr: float) -> None:
+    """REINFORCE's and off-PG's update by hand: SGD on the policy alone, or (value baseline) one Adam with a policy
+    and a value group, the loss plus Σ mask (V(s_t) − G_t)² / #real steps (13 in :func:`episodes`)."""
+    policy = [k for k in p if k.startswith("policy.")]
+    if with_value:
+        loss = loss + (mask * (mlp_value(p, "value", obs) - g) ** 2).sum() / 13.0
+        value = [k for k in p if k.startswith("value.")]
+        ref_opt: torch.optim.Optimizer = torch.optim.Adam([{"params": [p[k] for k in policy], "lr": lr},
+                                                           {"params": [p[k] for k in value], "lr": value_lr}])
+        names = policy + value
+    else:
+        ref_opt, names = torch.optim.SGD([p[k] for k in policy], lr=lr), policy
+    assert_grads(grads, names, reference_step(ref_opt, p, names, loss))
+
+
 @pytest.mark.parametrize(("spec", "case"), [(DISCRETE, "value"), (CONTINUOUS, "average")],
                          ids=["categorical-value-adam", "gaussian-average-sgd"])
 def test_reinforce(spec: Spec, case: str) -> None:
@@ -782,16 +798,7 @@ def test_reinforce(spec: Spec, case: str) -> None:
     grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}
     dist = policy_dist(p, "policy.body", "policy.head", obs, spec)
     loss = -(mask * log_prob(dist, action) * phi).sum() / normaliser - c_e * masked_mean(entropy(dist), mask)
-    policy = [k for k in p if k.startswith("policy.")]
-    if case == "value":
-        loss = loss + (mask * (mlp_value(p, "value", obs) - g) ** 2).sum() / 13.0
-        value = [k for k in p if k.startswith("value.")]
-        ref_opt: torch.optim.Optimizer = torch.optim.Adam([{"params": [p[k] for k in policy], "lr": lr},
-                                                           {"params": [p[k] for k in value], "lr": value_lr}])
-        names = policy + value
-    else:
-        ref_opt, names = torch.optim.SGD([p[k] for k in policy], lr=lr), policy
-    assert_grads(grads, names, reference_step(ref_opt, p, names, loss))
+    pg_reference_step(p, grads, loss, case == "value", obs, g, mask, lr, value_lr)
     assert_params(m, p)
 
 
@@ -842,16 +849,7 @@ def test_offpg(spec: Spec, kind: str) -> None:
     grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}
     dist = policy_dist(p, "policy.body", "policy.head", obs, spec)
     loss = -(mask * log_prob(dist, action) * psi).sum() / 4.0 - c_e * masked_mean(entropy(dist), mask)
-    policy = [k for k in p if k.startswith("policy.")]
-    if kind == "per_decision":
-        loss = loss + (mask * (mlp_value(p, "value", obs) - g) ** 2).sum() / 13.0
-        value = [k for k in p if k.startswith("value.")]
-        ref_opt: torch.optim.Optimizer = torch.optim.Adam([{"params": [p[k] for k in policy], "lr": lr},
-                                                           {"params": [p[k] for k in value], "lr": value_lr}])
-        names = policy + value
-    else:
-        ref_opt, names = torch.optim.SGD([p[k] for k in policy], lr=lr), policy
-    assert_grads(grads, names, reference_step(ref_opt, p, names, loss))
+    pg_reference_step(p, grads, loss, kind == "per_decision", obs, g, mask, lr, value_lr)
     with torch.no_grad():
         for k in list(p):
             if k.startswith("behaviour."):

@@ -137,18 +137,32 @@ class Learner(Protocol):
         """γ, for return-based reward scaling; None when the module has none."""
 
 
+_CONFORMING: set[tuple[type, type]] = set()  # (class, protocol) pairs already checked: isinstance on a runtime
+# protocol inspects every member (~12 µs), and data_source() runs several times per training step
+
+
+def _conforming(obj: Any, protocol: type) -> bool:
+    key = (type(obj), protocol)
+    if key in _CONFORMING:
+        return True
+    if isinstance(obj, protocol):
+        _CONFORMING.add(key)
+        return True
+    return False
+
+
 def data_source(trainer: L.Trainer | None) -> DataSource:
     """The trainer's data source, typed; a clear error when a module or callback runs without one."""
     dm = getattr(trainer, "datamodule", None) if trainer is not None else None
-    if not isinstance(dm, DataSource):
+    if not _conforming(dm, DataSource):
         raise RuntimeError(f"lrl: the trainer's datamodule ({type(dm).__name__}) does not implement lrl.contract."
                            "DataSource")
-    return dm
+    return cast(DataSource, dm)
 
 
 def learner(trainer: L.Trainer | None) -> Learner:
     module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-    if not isinstance(module, Learner):
+    if not _conforming(module, Learner):
         raise RuntimeError(f"lrl: the trainer's module ({type(module).__name__}) does not implement lrl.contract."
                            "Learner")
     return cast(Learner, module)

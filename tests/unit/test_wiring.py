@@ -317,18 +317,7 @@ def test_ppo(spec: Spec) -> None:
             clip_range=clip, clip_schedule="linear", clip_range_vf=clip_vf, vf_coef=c_v, ent_coef=c_e,
             max_grad_norm=None, ortho_init=False)
     (opt,) = attach(m)
-    old = params_of(m.net)
-    raw = rollout(spec)
-    with torch.no_grad():
-        raw["sample_log_prob"] = log_prob(ac_policy(old, raw["observation"], spec), raw["action"])
-    td = m.process_rollout(raw.clone())
-
-    reward, terminated, _, done = flags(raw)
-    with torch.no_grad():
-        v_old = ac_value(old, raw["observation"])
-        adv = gae(reward, v_old, ac_value(old, raw["next", "observation"]), terminated, done, gamma, lam)
-    torch.testing.assert_close(td["advantage"], adv)
-    torch.testing.assert_close(td["value_target"], adv + v_old)
+    raw, td, _, adv, v_old = gae_rollout(m, spec, gamma, lam)
 
     perturb_(m.net, 0.1, seed=1)  # θ ≠ θ_old: ratios and value clipping at work
     p = params_of(m.net)
@@ -434,19 +423,7 @@ def test_ppo_kl(spec: Spec, rule: str) -> None:
               kl_coef_update=rule, kl_target=delta, dual_lr=alpha, vf_coef=c_v, ent_coef=c_e,  # type: ignore[arg-type]
               max_grad_norm=None, ortho_init=False)
     attach(m)
-    old = params_of(m.net)
-    raw = rollout(spec)
-    with torch.no_grad():
-        old_dist = ac_policy(old, raw["observation"], spec)
-        raw["sample_log_prob"] = log_prob(old_dist, raw["action"])
-    td = m.process_rollout(raw.clone())
-
-    reward, terminated, _, done = flags(raw)
-    with torch.no_grad():
-        v_old = ac_value(old, raw["observation"])
-        adv = gae(reward, v_old, ac_value(old, raw["next", "observation"]), terminated, done, gamma, lam)
-    torch.testing.assert_close(td["advantage"], adv)
-    torch.testing.assert_close(td["value_target"], adv + v_old)
+    raw, td, old_dist, adv, v_old = gae_rollout(m, spec, gamma, lam)
     for i, t in enumerate(old_dist):
         torch.testing.assert_close(td["old_dist", str(i)], t)
 
@@ -948,3 +925,23 @@ def test_trpo_npg(cls: type[TRPO], spec: Spec) -> None:
             last = reference_step(opt, p, critic, ((ac_value(p, obs[idx]) - target[idx]) ** 2).mean())
     assert_grads(grads, critic, last)  # the last minibatch's
     assert_params(m.net, p)
+
+def gae_rollout(m: Any, spec: Spec, gamma: float, lam: float
+                ) -> tuple[TensorDict, TensorDict, tuple[Tensor, ...], Tensor, Tensor]:
+    """A rollout sampled by the actor-critic's current (old) policy, annotated by the module's ``process_rollout``,
+    with its GAE advantages and λ-return targets checked against a hand computation (seed 004 ch. 5).
+    Returns (raw rollout, annotated rollout, old policy distribution, advantages, old values)."""
+    old = params_of(m.net)
+    raw = rollout(spec)
+    with torch.no_grad():
+        old_dist = ac_policy(old, raw["observation"], spec)
+        raw["sample_log_prob"] = log_prob(old_dist, raw["action"])
+    td = m.process_rollout(raw.clone())
+    reward, terminated, _, done = flags(raw)
+    with torch.no_grad():
+        v_old = ac_value(old, raw["observation"])
+        adv = gae(reward, v_old, ac_value(old, raw["next", "observation"]), terminated, done, gamma, lam)
+    torch.testing.assert_close(td["advantage"], adv)
+    torch.testing.assert_close(td["value_target"], adv + v_old)
+    return raw, td, old_dist, adv, v_old
+

@@ -66,7 +66,7 @@ class RLModule(L.LightningModule):
         return None if gamma is None else float(gamma)
 
     def next_batch(self, dataloader_iter: Iterator[Any]) -> Batch:
-        """The training_step preamble: pull the next batch (nothing is produced ahead, DESIGN.md §3), follow its
+        """The training_step preamble: pull the next batch (nothing is produced ahead, docs/contract.md), follow its
         clock and keep the episodes that finished before it for the metrics."""
         batch: Batch = next(dataloader_iter)[0]
         self.clock = batch.clock

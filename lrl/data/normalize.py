@@ -100,7 +100,7 @@ class ObsNormalizer(_Synced):
 
 class RewardScaler(_Synced):
     """Divide rewards by the running std of the discounted return (the "reward scaling" of Engstrom et al.
-    2020, cited by seed 002 as making "a significant difference")."""
+    2020, cited by Brunskill as making "a significant difference")."""
 
     def __init__(self, num_envs: int, gamma: float, clip: float, eps: float = 1e-8) -> None:
         super().__init__(())

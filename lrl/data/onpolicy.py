@@ -1,4 +1,4 @@
-"""On-policy experience as a LightningDataModule (DESIGN.md §3).
+"""On-policy experience as a LightningDataModule (docs/contract.md).
 
 Each rollout: the collector steps ``frames_per_batch / world_size`` frames on this rank with the module's
 current ``collection_policy()``, the module annotates it (``process_rollout``: values, advantages, ...), and

@@ -1,5 +1,5 @@
 """What every data source shares (docs/contract.md): the :class:`lrl.contract.DataSource` defaults, the pull-based
-stream, further named streams, and the per-rank checkpoint state (DESIGN.md §3, §6).
+stream, further named streams, and the per-rank checkpoint state (docs/contract.md).
 
 Every rank has its own envs, collector, buffer and stream positions, so a DataModule's checkpoint state is a list
 with one entry per rank, all-gathered so that rank 0 writes them all. On resume each rank takes its own entry; the

@@ -1,4 +1,4 @@
-"""Off-policy experience as a LightningDataModule: collector → TorchRL replay buffer → minibatches (DESIGN.md §3).
+"""Off-policy experience as a LightningDataModule: collector → TorchRL replay buffer → minibatches (docs/contract.md).
 
 Each collection step, this rank's collector steps ``frames_per_step / world_size`` frames (uniformly random
 actions until ``learning_starts`` frames, then the module's ``collection_policy()``) and the transitions go into
@@ -84,7 +84,7 @@ class ReplayDataModule(RankedDataModule):
         """
         Args:
             buffer_size: replay capacity in transitions, global (each rank keeps ``buffer_size / world_size``);
-                the oldest transitions are overwritten first (FIFO, seed 004 §2.3).
+                the oldest transitions are overwritten first (FIFO, Rossi §2.3).
             batch_size: transitions per gradient update, global.
             learning_starts: frames collected before the first update; nothing is sampled before.
             frames_per_step: frames collected per collection step, global (a multiple of ``env.num_envs``).

@@ -1,6 +1,6 @@
 """TD errors, discounted returns and GAE over a time-last rollout ``[..., T]``.
 
-Conventions (seed 004 §3.4, ch. 5; SEED-NOTES §1.4):
+Conventions (Rossi §3.4, ch. 5; SEED-NOTES §1.4):
 - ``next_value[..., t]`` is V of the observation that followed step t: the true final observation when the
   episode ended there (not the auto-reset one).
 - ``terminated`` zeroes the bootstrap: the episode really ended, its future is worth 0.
@@ -24,7 +24,7 @@ def td_error(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor
 
 def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
         done: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Generalised advantage estimate Â_t = Σ_l (γλ)^l δ_{t+l} within an episode (seed 004 eq. 5.6–5.7).
+    """Generalised advantage estimate Â_t = Σ_l (γλ)^l δ_{t+l} within an episode (Rossi eq. 5.6–5.7).
 
     λ = 0 gives δ_t; λ = 1 gives the bootstrapped discounted return minus V(s_t). Computed in float32.
     """
@@ -40,7 +40,7 @@ def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, ter
 
 def discounted_returns(reward: torch.Tensor, done: torch.Tensor, gamma: float,
                        bootstrap: torch.Tensor | None = None) -> torch.Tensor:
-    """Reward-to-go G_t = Σ_{k≥t} γ^{k−t} r_k within an episode (seed 004 eq. 3.28, relative exponent).
+    """Reward-to-go G_t = Σ_{k≥t} γ^{k−t} r_k within an episode (Rossi eq. 3.28, relative exponent).
 
     The sum is cut after a ``done`` step and after the rollout's last step; there ``bootstrap[..., t]`` (default
     0) stands in for the rest: pass V of the next observation on truncated steps and at the rollout end, and 0

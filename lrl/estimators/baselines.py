@@ -1,10 +1,10 @@
-"""Baselines for Monte-Carlo policy gradients (seed 001 §4.3.2, seed 002 "Baseline", seed 004 §3.5).
+"""Baselines for Monte-Carlo policy gradients (Yin §4.3.2, Brunskill "Baseline", Rossi §3.5).
 
 Any b that does not depend on the action at t leaves the policy gradient unbiased, since
-E[∇log π(a_t|s_t) · b(s_t)] = 0 (EGLP lemma, seed 004 eq. 3.11). The ones here:
+E[∇log π(a_t|s_t) · b(s_t)] = 0 (EGLP lemma, Rossi eq. 3.11). The ones here:
 
-- average: b = the batch mean of the returns (seed 001: b = (1/N) Σ_i r(τ_i));
-- optimal, per gradient component j (seed 001 §4.3.2): b*_j = E[g_j(τ)² r(τ)] / E[g_j(τ)²], g(τ) = ∇_θ log p_θ(τ)
+- average: b = the batch mean of the returns (Yin: b = (1/N) Σ_i r(τ_i));
+- optimal, per gradient component j (Yin §4.3.2): b*_j = E[g_j(τ)² r(τ)] / E[g_j(τ)²], g(τ) = ∇_θ log p_θ(τ)
   = Σ_t ∇_θ log π_θ(a_t|s_t). In control-variate form, for any per-trajectory estimate X(τ) of the gradient and
   the zero-mean Y(τ) = g(τ), b*_j = E[X_j Y_j] / E[Y_j²] minimises Var(X_j − b_j Y_j); with X = g·r(τ) this is
   exactly the seed's formula, and with X = Σ_t ∇log π_t G_t it is the same idea for rewards-to-go;
@@ -36,7 +36,7 @@ def optimal_baseline(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | No
                      reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """b*_j = Σ_i w_i x_ij y_ij / Σ_i w_i y_ij² for ``x, y`` of shape [trajectories, components].
 
-    With sample weights 1 this is the sample version of seed 001's E[g² r]/E[g²] (pass x = g·r, y = g); with
+    With sample weights 1 this is the sample version of Yin's E[g² r]/E[g²] (pass x = g·r, y = g); with
     ``weight`` = exact trajectory probabilities it is the exact expectation (what the unit test enumerates).
     ``reduce`` (e.g. an all-reduce sum over ranks) is applied to both sums before dividing, so several processes
     get the baseline of all their trajectories together. Components whose Σ y² is 0 get b = 0.

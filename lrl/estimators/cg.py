@@ -1,9 +1,9 @@
-"""Conjugate gradient for ``A x = b`` with a matrix-free product ``v ↦ A v`` (seed 004 App. B Alg. b.1, §7.9).
+"""Conjugate gradient for ``A x = b`` with a matrix-free product ``v ↦ A v`` (Rossi App. B Alg. b.1, §7.9).
 
 Natural-gradient methods need ``x = F⁻¹ g`` where F, the Fisher matrix of a policy network, has as many rows
-as the network has parameters: it is never formed, only multiplied with vectors (seed 003 TRPO: "CG with n_cg
+as the network has parameters: it is never formed, only multiplied with vectors (Fragkiadaki TRPO: "CG with n_cg
 iterations"). CG needs one product per iteration; ``A p_k`` and ``r_kᵀ r_k`` are computed once per iteration and
-reused for α_k, the residual update and β_k (seed 004 B.4).
+reused for α_k, the residual update and β_k (Rossi B.4).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Fisher-vector products of a policy network and the flat-parameter helpers natural-gradient methods need.
 
 The Fisher matrix of a policy at θ is the Hessian of the mean KL between the policy at θ (held fixed) and the
-policy at θ', taken at θ' = θ (seed 004 eq. A.28, §7.8; seed 000 eq. 20; seed 003 "exactly equivalent to the
+policy at θ', taken at θ' = θ (Rossi eq. A.28, §7.8; Atreya eq. 20; Fragkiadaki "exactly equivalent to the
 Hessian of KL"):
 
     F = ∇²_θ' mean_s KL(π_θ(·|s) ‖ π_θ'(·|s)) |_{θ'=θ}
 
-It is never formed. Two matrix-free products are offered, both from seed 004 §7.8:
+It is never formed. Two matrix-free products are offered, both from Rossi §7.8:
 
 * ``"hessian"`` (§7.8.2, eq. 7.62–7.63, "faster, recommended"): F v = ∇_θ'((∇_θ' mean KL)ᵀ v), double backprop
   with v detached (∇_θ' v = 0) and the old distribution computed without gradient.
@@ -80,7 +80,7 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
 
 def subsample(n: int, fraction: float, generator: torch.Generator, device: torch.device | None = None
               ) -> torch.Tensor | None:
-    """Indices of ``ceil(fraction · n)`` states drawn without replacement (seed 004 §7.8.1), or None for all."""
+    """Indices of ``ceil(fraction · n)`` states drawn without replacement (Rossi §7.8.1), or None for all."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if fraction >= 1.0:

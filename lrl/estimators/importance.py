@@ -1,13 +1,13 @@
 """Importance weights for off-policy policy gradients, computed in log space within episodes.
 
 For trajectories from a behaviour policy β, P_θ(τ)/P_β(τ) = Π_t π_θ(a_t|s_t)/π_β(a_t|s_t): the initial-state and
-transition probabilities cancel (seed 004 eq. 4.3, seed 000 eq. 32–33, SEED-NOTES §2.5). With
+transition probabilities cancel (Rossi eq. 4.3, Atreya eq. 32–33, SEED-NOTES §2.5). With
 ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t) and the layout of :mod:`lrl.estimators.returns` (``done`` ends episodes):
 
-- ``trajectory``: w(τ) = Π_{t ∈ τ} ρ_t, the same for every step of the episode (seed 004 eq. 4.3, seed 000 eq. 34);
-- ``per_decision``: W_t = Π_{t' ≤ t} ρ_{t'} within the episode, "Π_current" of seed 004 eq. 4.4–4.6 (seed 000
-  eq. 35; seed 001 starts the inner product at t'' = t, a typo: SEED-NOTES §7.4);
-- ``first_order``: ρ_t alone (seed 004 eq. 4.7–4.8, Alg. 4.1; seed 001's "ignore the ratio of state priors").
+- ``trajectory``: w(τ) = Π_{t ∈ τ} ρ_t, the same for every step of the episode (Rossi eq. 4.3, Atreya eq. 34);
+- ``per_decision``: W_t = Π_{t' ≤ t} ρ_{t'} within the episode, "Π_current" of Rossi eq. 4.4–4.6 (Atreya
+  eq. 35; Yin starts the inner product at t'' = t, a typo: SEED-NOTES §7.4);
+- ``first_order``: ρ_t alone (Rossi eq. 4.7–4.8, Alg. 4.1; Yin's "ignore the ratio of state priors").
 
 Products are sums of log-ratios (float64) and one ``exp``; clipping happens in log space too, so a product that
 overflows float32 before truncation is still truncated correctly.
@@ -62,7 +62,7 @@ def effective_sample_size(weights: torch.Tensor, mask: torch.Tensor | None = Non
     """Kish's effective sample size (Σw)² / Σw² over the entries where ``mask`` is True (all by default).
 
     Equal to the number of entries when every weight is equal, and to 1 when a single weight dominates: the
-    "effective dataset size" that products of ratios shrink (seed 000 §2.1).
+    "effective dataset size" that products of ratios shrink (Atreya §2.1).
     """
     w = weights.double() if mask is None else weights.double()[mask]
     return w.sum().pow(2) / w.pow(2).sum().clamp_min(1e-300)

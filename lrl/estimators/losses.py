@@ -2,12 +2,12 @@
 so policy-gradient surrogates enter with a minus sign; targets, returns and advantages carry no gradient.
 
 - :func:`value_loss`: the critic's squared error (PPO, A2C, TRPO/NPG, KL-PPO), optionally value-clipped;
-- :func:`surrogate`: the importance-sampled surrogate E[r·Â] (TRPO/NPG, KL-PPO; seed 004 eq. 7.41);
+- :func:`surrogate`: the importance-sampled surrogate E[r·Â] (TRPO/NPG, KL-PPO; Rossi eq. 7.41);
 - :func:`policy_gradient_loss`, :func:`masked_value_loss`: the Monte-Carlo policy gradient and its value fit over
   the real steps of a complete-episode rollout (REINFORCE, off-policy PG);
 - :func:`td_loss`: Q-learning's Huber or squared TD error (DQN, SARSA);
 - :func:`q_regression_loss`, :func:`deterministic_actor_loss`: the deterministic actor-critics' critic and actor
-  losses (DDPG, TD3; seed 004 ch. 9-10).
+  losses (DDPG, TD3; Rossi ch. 9-10).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def value_loss(value: torch.Tensor, target: torch.Tensor, old_value: torch.Tenso
 
 
 def surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-    """L = mean(exp(logp − sg(logp_old)) · Â) (seed 004 eq. 7.41). At θ' = θ its gradient is the vanilla PG
+    """L = mean(exp(logp − sg(logp_old)) · Â) (Rossi eq. 7.41). At θ' = θ its gradient is the vanilla PG
     mean(∇logπ · Â) (eq. 7.39): the old log-probs carry no gradient."""
     return (torch.exp(logp - old_logp.detach()) * advantage).mean()
 
@@ -42,8 +42,8 @@ def policy_gradient_loss(logp: torch.Tensor, phi: torch.Tensor, mask: torch.Tens
     """−Σ_t log π_θ(a_t|s_t) · sg(Φ_t) / normalizer over the real steps (``mask``).
 
     With ``normalizer`` = the number of trajectories this is the seeds' estimator, a sum over time and a mean over
-    trajectories, ĝ = (1/|D|) Σ_τ Σ_t ∇log π(a_t|s_t) Φ_t (seed 004 eq. 3.9, Algs 3.1–3.2; seed 001 Alg. 2; the
-    surrogate U^PG of seed 003). With the number of steps it is a per-step mean, as TorchRL's ``ReinforceLoss``
+    trajectories, ĝ = (1/|D|) Σ_τ Σ_t ∇log π(a_t|s_t) Φ_t (Rossi eq. 3.9, Algs 3.1–3.2; Yin Alg. 2; the
+    surrogate U^PG of Fragkiadaki). With the number of steps it is a per-step mean, as TorchRL's ``ReinforceLoss``
     and SB3's A2C take it. Φ is detached: no gradient flows through returns, baselines or importance weights.
     """
     return -(logp * phi.detach() * mask).sum() / normalizer
@@ -51,8 +51,8 @@ def policy_gradient_loss(logp: torch.Tensor, phi: torch.Tensor, mask: torch.Tens
 
 def masked_value_loss(value: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                       normalizer: float | torch.Tensor) -> torch.Tensor:
-    """Σ (V(s_t) − G_t)² / normalizer over the real steps: the Monte-Carlo regression of seed 004 eq. 3.31 and
-    seed 002's "refit the baseline" (pass the number of real steps for a mean)."""
+    """Σ (V(s_t) − G_t)² / normalizer over the real steps: the Monte-Carlo regression of Rossi eq. 3.31 and
+    Brunskill's "refit the baseline" (pass the number of real steps for a mean)."""
     return ((value - target.detach()).pow(2) * mask).sum() / normalizer
 
 
@@ -60,7 +60,7 @@ def td_loss(q_taken: torch.Tensor, target: torch.Tensor, kind: Literal["huber", 
     """Mean Huber (δ = 1, as SB3 and the DQN paper's error clipping) or squared error between Q(s, a) and y.
 
     The seed's loss is the squared error (eq. 2.5); its gradient −2(y − Q)∇Q has the factor 2 that the step size
-    absorbs. ``target`` must not carry gradients (semi-gradient TD, seed 004 §2.1).
+    absorbs. ``target`` must not carry gradients (semi-gradient TD, Rossi §2.1).
     """
     q_taken = q_taken.float()
     if kind == "huber":
@@ -72,7 +72,7 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor, kind: Literal["mse"
     """Σ over critics of the mean squared (or Huber, δ = 1) error; ``q`` is ``[n, B]``, ``target`` ``[B]``.
 
     Every critic regresses to the same ``target`` (TD3: "both networks go through a q-learning step using the same
-    target value", seed 004 §10.2). The target must carry no gradient.
+    target value", Rossi §10.2). The target must carry no gradient.
     """
     q = q.float()
     y = target.expand_as(q)
@@ -82,5 +82,5 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor, kind: Literal["mse"
 
 def deterministic_actor_loss(q_of_policy_action: torch.Tensor) -> torch.Tensor:
     """−mean Q(s, μ_θ(s)): descending it ascends the deterministic policy gradient ∇_θ μ_θ(s) ∇_a Q(s, a)|a=μ(s)
-    (seed 004 eq. 9.10; "it could just have been written as ∇_θ Q_ψ(s, μ_θ(s))", §9.6)."""
+    (Rossi eq. 9.10; "it could just have been written as ∇_θ Q_ψ(s, μ_θ(s))", §9.6)."""
     return -q_of_policy_action.float().mean()

@@ -1,5 +1,5 @@
-"""Monte-Carlo returns and baselines of a complete-episode rollout ``[N, T]`` (REINFORCE and off-policy PG; seed 004
-ch. 3, seed 001 ch. 4, seed 000 §2), computed once per rollout without gradients, with sums over ranks.
+"""Monte-Carlo returns and baselines of a complete-episode rollout ``[N, T]`` (REINFORCE and off-policy PG; Rossi
+ch. 3, Yin ch. 4, Atreya §2), computed once per rollout without gradients, with sums over ranks.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ def monte_carlo_returns(reward: torch.Tensor, done: torch.Tensor, gamma: float, 
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Φ before any baseline, the value-regression target, the per-step discount factor a baseline gets).
 
-    - ``episode``: Φ_t = G(τ) = Σ_k γ^k r_k for every t of the episode (seed 004 Alg. 3.1, seed 001 Alg. 2);
-    - ``reward_to_go``: Φ_t = Σ_{k≥t} γ^{k−t} r_k (relative) or Σ_{k≥t} γ^k r_k (absolute, seed 004 eq. 3.26,
-      Alg. 3.2), the causality form (seed 001 §4.3.1).
+    - ``episode``: Φ_t = G(τ) = Σ_k γ^k r_k for every t of the episode (Rossi Alg. 3.1, Yin Alg. 2);
+    - ``reward_to_go``: Φ_t = Σ_{k≥t} γ^{k−t} r_k (relative) or Σ_{k≥t} γ^k r_k (absolute, Rossi eq. 3.26,
+      Alg. 3.2), the causality form (Yin §4.3.1).
 
-    The value target is always the relative reward-to-go G_t (V(s_t) estimates it, seed 004 eq. 3.31); with the
+    The value target is always the relative reward-to-go G_t (V(s_t) estimates it, Rossi eq. 3.31); with the
     absolute convention a state baseline b(s_t) is scaled by γ^k like the return it is subtracted from. Pass
     ``bootstrap`` = V(final observation) on truncated steps (0 elsewhere) to continue returns cut by a time
     limit; terminated episodes are never bootstrapped.
@@ -80,7 +80,7 @@ def annotate_returns(td: Any, *, gamma: float, returns: Returns, discounting: Di
         t_s, t_s2, _ = (all_sum(t) for t in masked_moments(target, mask))
         var_target = t_s2 / n - (t_s / n) ** 2
         stats["stats/explained_variance"] = 1 - (s2 / n - (s / n) ** 2) / var_target.clamp_min(1e-8)
-    elif baseline == "average":  # mean over trajectories for G(τ), over steps for rewards-to-go (seed 001 §4.3.2)
+    elif baseline == "average":  # mean over trajectories for G(τ), over steps for rewards-to-go (Yin §4.3.2)
         where = mask & episode_starts(done) if returns == "episode" else mask
         mean = average_baseline(phi, where, reduce=all_sum)
         b = torch.zeros_like(phi) + mean

@@ -1,14 +1,14 @@
 """Monte-Carlo returns and per-episode segment operations over a time-last rollout ``[..., T]``.
 
-Layout (seed 004 §3.3, seed 001 §4.3.1): ``done[..., t]`` is True when step t is the last step of its episode
+Layout (Rossi §3.3, Yin §4.3.1): ``done[..., t]`` is True when step t is the last step of its episode
 (terminated, truncated, or padding of a complete-episode rollout, which is marked done). Every row is taken to
 *start* an episode at t = 0: complete-episode rollouts (``data.complete_episodes``) guarantee it. A flat vector
 of several rows concatenated row-major also qualifies when every row ends with ``done`` (complete-episode
 rollouts end every row with a done step), so the same functions work on ``[N, T]`` and on ``[N·T]``.
 
 Discount conventions (SEED-NOTES §1.3, §7.1):
-- ``relative`` (default; seed 004 eq. 3.28, seed 002 "Return G_t", GAE): G_t = Σ_{k≥t} γ^{k−t} r_k.
-- ``absolute`` (seed-exact for seed 004 eq. 3.15/3.26 and Algs 3.2–8.1): G_t = Σ_{k≥t} γ^k r_k, with k the
+- ``relative`` (default; Rossi eq. 3.28, Brunskill "Return G_t", GAE): G_t = Σ_{k≥t} γ^{k−t} r_k.
+- ``absolute`` (seed-exact for Rossi eq. 3.15/3.26 and Algs 3.2–8.1): G_t = Σ_{k≥t} γ^k r_k, with k the
   time index *within the episode*, so G_t^abs = γ^t · G_t^rel. The two agree when γ = 1.
 """
 
@@ -80,7 +80,7 @@ def reward_to_go(reward: torch.Tensor, done: torch.Tensor, gamma: float, *,
                  discounting: Discounting = "relative", bootstrap: torch.Tensor | None = None) -> torch.Tensor:
     """G_t = Σ_{k=t}^{end} γ^{k−t} r_k (relative) or Σ γ^k r_k (absolute, k within the episode).
 
-    Causality (seed 004 eq. 3.25–3.26, seed 001 §4.3.1): only rewards from t on. The sum stops at the episode's
+    Causality (Rossi eq. 3.25–3.26, Yin §4.3.1): only rewards from t on. The sum stops at the episode's
     last step; ``bootstrap[..., t]`` is added there discounted like a reward at t+1 (pass V(final observation)
     on truncated steps, 0 on terminated ones and on padding).
     """
@@ -94,7 +94,7 @@ def reward_to_go(reward: torch.Tensor, done: torch.Tensor, gamma: float, *,
 
 def episode_return(reward: torch.Tensor, done: torch.Tensor, gamma: float,
                    bootstrap: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole-trajectory return G(τ) = Σ_t γ^t r_t (seed 004 eq. 3.8–3.9, seed 001 r(τ)), broadcast to every
+    """The whole-trajectory return G(τ) = Σ_t γ^t r_t (Rossi eq. 3.8–3.9, Yin r(τ)), broadcast to every
     step of its episode. Both discount conventions give the same G(τ), since the episode starts at k = 0."""
     rtg = discounted_returns(reward, done, gamma, bootstrap=bootstrap)
     return rtg.gather(-1, _last_start(done))

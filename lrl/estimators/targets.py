@@ -1,10 +1,10 @@
-"""Bootstrapped one-step targets for value-based and off-policy actor-critic methods (seed 004 ch. 2, 9-11).
+"""Bootstrapped one-step targets for value-based and off-policy actor-critic methods (Rossi ch. 2, 9-11).
 
     y = r + γ (1 − terminated) · next_value
 
 ``next_value`` is the value of the true next observation (the final observation when the episode ended). Only a
 real termination zeroes the bootstrap; a time-limit truncation bootstraps like any other step (SEED-NOTES §1.4).
-Targets are constants of the update (semi-gradient, seed 004 §2.1): callers compute them under ``no_grad``.
+Targets are constants of the update (semi-gradient, Rossi §2.1): callers compute them under ``no_grad``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Deterministic actor, Q critics and exploration noise for the deterministic actor-critics (DDPG, TD3).
 
 * :class:`DeterministicActor` μ_θ(s) = c + h · tanh(f_θ(s)), with c and h the centre and half-range of the action
-  box: a deterministic policy whose actions always lie inside the bounds (seed 004 §9.1, §9.6).
+  box: a deterministic policy whose actions always lie inside the bounds (Rossi §9.1, §9.6).
 * :class:`QCritics` n independent action-value networks Q_ψi(s, a) = f_ψi([s, a]) (n = 1 for DDPG, the twin
-  critics of TD3 with n = 2, seed 004 §10.2), evaluated together, ``[n, B]`` out.
-* Exploration on the *collection* actions only (seed 004 §9.6: the behaviour policy is μ_θ(s) + noise):
+  critics of TD3 with n = 2, Rossi §10.2), evaluated together, ``[n, B]`` out.
+* Exploration on the *collection* actions only (Rossi §9.6: the behaviour policy is μ_θ(s) + noise):
   :class:`GaussianNoise` (the default, "gaussian noise seems to work even better") or
   :class:`OrnsteinUhlenbeckNoise` (Lillicrap et al. 2016), whose per-env state is reset at episode ends and saved
   with the collector. :class:`NoisyDeterministicPolicy` is the collection policy: it returns the noisy action
@@ -137,7 +137,7 @@ def noise_std(frames: int, start: float, end: float | None, decay_frames: int) -
 
 
 class NoisyDeterministicPolicy(nn.Module):
-    """The behaviour policy β(s) = clip(μ_θ(s) + h · σ · noise, low, high) (seed 004 Alg. 9.4 "Require: β").
+    """The behaviour policy β(s) = clip(μ_θ(s) + h · σ · noise, low, high) (Rossi Alg. 9.4 "Require: β").
 
     The collector calls :meth:`reset` with the episode-end mask after each env step and saves
     :meth:`exploration_state` with its own state.
@@ -174,9 +174,9 @@ def act_with(actor: DeterministicActor, obs: torch.Tensor, deterministic: bool,
 
 
 class DeterministicActorCritic(nn.Module):
-    """μ_θ, n critics Q_ψi and their target copies θ', ψi' (seed 004 Alg. 9.4/10.1: "copy ψ' ← ψ, θ' ← θ").
+    """μ_θ, n critics Q_ψi and their target copies θ', ψi' (Rossi Alg. 9.4/10.1: "copy ψ' ← ψ, θ' ← θ").
 
-    Target networks follow their online networks by Polyak averaging, θ' ← τ θ + (1 − τ) θ' (seed 004 eq. 2.8 with
+    Target networks follow their online networks by Polyak averaging, θ' ← τ θ + (1 − τ) θ' (Rossi eq. 2.8 with
     ς = 1 − τ), with separate coefficients for the critics (ς) and the actor (ζ) as the seed's Alg. 9.4 allows.
     """
 

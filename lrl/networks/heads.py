@@ -2,9 +2,9 @@
 
 A head maps features to distribution parameters; every other method is a pure function of those parameters,
 computed in float32 even under bf16 autocast (log-prob differences are what PPO's ratio is made of).
-Discrete: softmax over |A| logits (seed 004 §3.1). Continuous: diagonal Gaussian with a state-independent,
-learned log-std (seed 004 §3.1: "output it as log-std"; App. A.1 for the KL of diagonal Gaussians), or SAC's
-tanh-squashed Gaussian with a state-dependent mean and log-std, scaled to the action bounds (seed 004 §11.2).
+Discrete: softmax over |A| logits (Rossi §3.1). Continuous: diagonal Gaussian with a state-independent,
+learned log-std (Rossi §3.1: "output it as log-std"; App. A.1 for the KL of diagonal Gaussians), or SAC's
+tanh-squashed Gaussian with a state-dependent mean and log-std, scaled to the action bounds (Rossi §11.2).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class GaussianHead(PolicyHead):
         return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def entropy(self, params: Params) -> torch.Tensor:
-        # seed 004 eq. A.9: H = ½ log(2πe σ²) per dimension
+        # Rossi eq. A.9: H = ½ log(2πe σ²) per dimension
         return (params[1] + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
     def sample(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -128,11 +128,11 @@ def log1m_tanh_sq(u: torch.Tensor) -> torch.Tensor:
 
 
 class TanhGaussianHead(PolicyHead):
-    """SAC's policy head (seed 004 §11.2-11.3, eq. 11.6/11.8): a = c + s ⊙ tanh(u), u = μ(x) + σ(x) ⊙ ε, ε ~ N(0, I),
+    """SAC's policy head (Rossi §11.2-11.3, eq. 11.6/11.8): a = c + s ⊙ tanh(u), u = μ(x) + σ(x) ⊙ ε, ε ~ N(0, I),
     with a state-dependent mean μ and log-std log σ (two linear layers on the features), c = (high + low) / 2 and
     s = (high − low) / 2 mapping tanh's (−1, 1) onto the action bounds.
 
-    The density of a follows from the change of variables (seed 004 App. A.8 eq. a.36-a.38; SEED-NOTES D6):
+    The density of a follows from the change of variables (Rossi App. A.8 eq. a.36-a.38; SEED-NOTES D6):
 
         log π(a|x) = Σ_d [ log N(u_d; μ_d, σ_d) − log(1 − tanh(u_d)²) − log s_d ]
 
@@ -175,7 +175,7 @@ class TanhGaussianHead(PolicyHead):
         return mean + log_std.exp() * noise
 
     def rsample(self, params: Params, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action within the bounds and its log-density (seed 004 eq. 11.6/11.8)."""
+        """A reparameterised action within the bounds and its log-density (Rossi eq. 11.6/11.8)."""
         u = self._pre_squash(params, generator)
         return self.loc + self.scale * torch.tanh(u), self._log_prob_u(params[0], params[1], u)
 

@@ -17,7 +17,7 @@ from lrl.spec import EnvSpec
 
 
 class PolicyNet(StochasticPolicy):
-    """MLP body + policy head (seed 004 §3.1: softmax over |A| logits, or a diagonal Gaussian with a learned
+    """MLP body + policy head (Rossi §3.1: softmax over |A| logits, or a diagonal Gaussian with a learned
     log-std). ``forward(obs)`` returns the head's distribution parameters."""
 
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "tanh", log_std_init: float = 0.0,
@@ -44,7 +44,7 @@ def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_
 
 class SamplingPolicy(nn.Module):
     """The collection policy of a :class:`StochasticPolicy` (an :class:`ActorCritic`, a :class:`PolicyNet`):
-    ``(obs, generator) -> {"action", "sample_log_prob"}`` (DESIGN.md §3)."""
+    ``(obs, generator) -> {"action", "sample_log_prob"}`` (docs/contract.md)."""
 
     def __init__(self, net: StochasticPolicy) -> None:
         super().__init__()

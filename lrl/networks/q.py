@@ -1,4 +1,4 @@
-"""ε-greedy acting over action values, for the value-based algorithms (DQN, SARSA; seed 004 §2.1, §2.10).
+"""ε-greedy acting over action values, for the value-based algorithms (DQN, SARSA; Rossi §2.1, §2.10).
 
 :class:`EpsilonGreedy` is the collection policy ``(obs, generator) -> {"action"}``: with probability ε a uniform
 draw over *all* actions, else argmax_a Q(s, a). :func:`epsilon` is ε as a function of the clock.
@@ -16,7 +16,7 @@ from torch import nn
 def epsilon(frames: int, start: float, end: float, decay_frames: int,
             schedule: Literal["linear", "exponential"] = "linear") -> float:
     """ε of ε-greedy exploration at a given frame count: from ``start`` to ``end`` over ``decay_frames``
-    ("usually ε is progressively decreased during learning", seed 004 §2.1), then constant."""
+    ("usually ε is progressively decreased during learning", Rossi §2.1), then constant."""
     if decay_frames <= 0 or frames >= decay_frames:
         return end
     progress = frames / decay_frames

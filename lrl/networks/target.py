@@ -1,4 +1,4 @@
-"""Target networks: hard copies and Polyak averaging (seed 004 §2.5-2.6, eq. 2.8).
+"""Target networks: hard copies and Polyak averaging (Rossi §2.5-2.6, eq. 2.8).
 
 Convention: ``tau`` is the weight of the *online* network, θ' ← τ θ + (1 − τ) θ'. The seed writes the same update
 with ς = 1 − τ, the weight of the old target ("a good value is ς = 0.99", i.e. τ = 0.01).
@@ -31,6 +31,6 @@ def polyak_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 @torch.no_grad()
 def hard_update_(target: nn.Module, online: nn.Module) -> None:
-    """θ' ← θ (seed 004 Alg. 2.2: at the start of each outer loop)."""
+    """θ' ← θ (Rossi Alg. 2.2: at the start of each outer loop)."""
     for t, o in zip(target.state_dict().values(), online.state_dict().values(), strict=True):
         t.copy_(o)

@@ -1,13 +1,13 @@
-"""Synchronous Advantage Actor-Critic, A2C (seed 004 §3.4–3.6, Alg. 3.3, eq. 3.31–3.33; seed 003 "Actor-critic";
-seed 002; Mnih et al. 2016 for the synchronous, many-env form).
+"""Synchronous Advantage Actor-Critic, A2C (Rossi §3.4–3.6, Alg. 3.3, eq. 3.31–3.33; Fragkiadaki "Actor-critic";
+Brunskill; Mnih et al. 2016 for the synchronous, many-env form).
 
 Per rollout of ``num_envs × T`` frames (collected by the DataModule with :meth:`collection_policy`, the envs
-stepped in lock-step, i.e. the synchronous variant of seed 003's "parallel actor-critic"), :meth:`process_rollout`
+stepped in lock-step, i.e. the synchronous variant of Fragkiadaki's "parallel actor-critic"), :meth:`process_rollout`
 computes, without gradients, V_ψ(s_t), V_ψ(s_{t+1}) and
 
     Â_t = GAE(γ, λ)_t = Σ_l (γλ)^l δ_{t+l},   δ_t = r_t + γ(1 − terminated_t) V_ψ(s_{t+1}) − V_ψ(s_t)
 
-which spans the seed's advantage estimators: λ = 0 is the TD error of eq. 3.33 (seed 003 step 3); λ = 1 is the
+which spans the seed's advantage estimators: λ = 0 is the TD error of eq. 3.33 (Fragkiadaki step 3); λ = 1 is the
 bootstrapped return of eq. 3.28/3.32 minus V_ψ(s_t), with k running to the end of the rollout (the n-step return
 of Mnih et al. 2016, and Alg. 3.3's Monte-Carlo advantage G(τ_t) − V_ψk(s_t) wherever the episode ends inside
 the rollout; see docs/a2c.md for why a pure Monte-Carlo mode is not offered with fixed-length rollouts). The critic
@@ -53,7 +53,7 @@ class A2C(RLModule):
     ) -> None:
         """
         Args:
-            lr, lr_schedule: actor step size η (seed 004 Alg. 3.3), constant or linear to 0 over ``budget.frames``;
+            lr, lr_schedule: actor step size η (Rossi Alg. 3.3), constant or linear to 0 over ``budget.frames``;
                 7e-4 as in Stable-Baselines3 and OpenAI Baselines.
             critic_lr: critic step size ω (Alg. 3.3); None = ``lr``. Applies to the critic body and value output;
                 with ``shared`` bodies the shared layers take ``lr``. Follows ``lr_schedule`` too.
@@ -66,7 +66,7 @@ class A2C(RLModule):
             normalize_advantage: standardise advantages over the rollout (off in SB3's A2C and in the paper).
             optimizer, rms_alpha, optim_eps: RMSprop (A2C paper / SB3 default: α 0.99, ε 1e-5) or Adam (ε).
             hidden, activation, shared: MLP sizes (default [64, 64]), activation, one shared actor-critic body or
-                two separate ones (seed 003: "two network design" vs "shared network design").
+                two separate ones (Fragkiadaki: "two network design" vs "shared network design").
             log_std_init: initial log-std of the Gaussian head (continuous actions).
             ortho_init: orthogonal initialisation as in the reference implementation (and SB3).
             compile: ``torch.compile`` the loss computation.

@@ -1,4 +1,4 @@
-"""Deterministic actor-critic losses as pure functions of explicit tensors (seed 004 ch. 9, Alg. 9.4).
+"""Deterministic actor-critic losses as pure functions of explicit tensors (Rossi ch. 9, Alg. 9.4).
 
     critic target   y = r + γ (1 − terminated) · Q_ψ'(s', μ_θ'(s'))        (no gradient: a constant, §2.1)
     critic loss     L(ψ) = Σ_i mean_B (Q_ψi(s, a) − y)²                   (n = 1 for DDPG, 2 for TD3)

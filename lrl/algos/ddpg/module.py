@@ -1,4 +1,4 @@
-"""Deep Deterministic Policy Gradient (seed 004 §9.6, Alg. 9.4; Lillicrap et al. 2016; SEED-NOTES D1-D4).
+"""Deep Deterministic Policy Gradient (Rossi §9.6, Alg. 9.4; Lillicrap et al. 2016; SEED-NOTES D1-D4).
 
 The replay DataModule collects with the behaviour policy β(s) = clip(μ_θ(s) + noise, low, high) (Gaussian by
 default, "seems to work even better" than the original Ornstein-Uhlenbeck process, §9.6; OU as an option) and
@@ -58,7 +58,7 @@ class DDPG(RLModule):
             actor_tau: the same for the actor target (the seed's ζ = 1 − actor_tau); None = ``tau``.
             hidden, critic_hidden, activation: MLP sizes of the actor (default [400, 300], Fujimoto et al. / SB3)
                 and of the critic (None = ``hidden``), activation (ReLU).
-            exploration: behaviour-policy noise, ``gaussian`` (default, seed 004 §9.6) or ``ou``
+            exploration: behaviour-policy noise, ``gaussian`` (default, Rossi §9.6) or ``ou``
                 (Ornstein-Uhlenbeck, θ = ``ou_theta``, dt = ``ou_dt``; its state resets at episode ends).
             exploration_std: noise σ as a fraction of the action half-range (0.1 as the RL Zoo).
             exploration_std_final, exploration_decay_frames: optional linear decay of σ over frames.

@@ -1,4 +1,4 @@
-"""Deep Q-learning losses as pure functions of explicit tensors (seed 004 ch. 2).
+"""Deep Q-learning losses as pure functions of explicit tensors (Rossi ch. 2).
 
 One target covers the three variants, by which network selects the next action and which evaluates it:
 

@@ -1,4 +1,4 @@
-"""Deep Q-learning with replay and a target network (seed 004 ch. 2; Mnih et al. 2015), with Double DQN
+"""Deep Q-learning with replay and a target network (Rossi ch. 2; Mnih et al. 2015), with Double DQN
 (van Hasselt et al. 2016) and the seed's two-network Double Q-learning (§2.8, Alg. 2.5/2.6) as options.
 
 The replay DataModule collects with :meth:`collection_policy` (ε-greedy over the online Q, ε a function of
@@ -46,7 +46,7 @@ class DQN(RLModule):
             lr, adam_eps: Adam step size and ε.
             lr_schedule: ``constant``, or ``linear`` to 0 over ``budget.frames`` (as SB3's schedules).
             gamma: discount.
-            hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (seed 004 Fig. 2.1).
+            hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (Rossi Fig. 2.1).
             target: ``max`` (DQN), ``double_dqn`` (online net selects, target net evaluates) or ``double_q``
                 (the seed's Alg. 2.5/2.6: two Q networks updated in turn, each selecting for the other).
             loss: ``huber`` (δ = 1) or ``mse`` (the seed's squared error).

@@ -1,5 +1,5 @@
-"""Importance-weighted Φ for the off-policy policy gradient, a pure function of explicit tensors (seed 004 ch. 4,
-seed 000 §2.1, seed 001 §4.4). The loss itself is REINFORCE's surrogate −(1/|D|) Σ_τ Σ_t log π_θ · sg(Ψ_t).
+"""Importance-weighted Φ for the off-policy policy gradient, a pure function of explicit tensors (Rossi ch. 4,
+Atreya §2.1, Yin §4.4). The loss itself is REINFORCE's surrogate −(1/|D|) Σ_τ Σ_t log π_θ · sg(Ψ_t).
 
 With ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t), W_t = Π_{t'≤t} ρ_{t'} and Φ_t = returns − baseline:
 

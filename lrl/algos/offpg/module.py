@@ -1,4 +1,4 @@
-"""Off-policy policy gradient with importance sampling (seed 004 ch. 4 Alg. 4.1, seed 000 §2.1, seed 001 §4.4).
+"""Off-policy policy gradient with importance sampling (Rossi ch. 4 Alg. 4.1, Atreya §2.1, Yin §4.4).
 
 The module keeps two copies of the policy: θ, which is optimised, and a frozen behaviour copy β that collects
 the rollouts (whole episodes, ``data.complete_episodes``). β ← θ after every ``sync_every`` rollouts' updates,
@@ -55,9 +55,9 @@ class OffPolicyPG(RLModule):
         """
         Args:
             epochs: whole-rollout passes per rollout (the update schedule).
-            lr, value_lr, optimizer: step sizes of θ and of V, Adam or plain gradient ascent (seed 004 Alg. 4.1).
+            lr, value_lr, optimizer: step sizes of θ and of V, Adam or plain gradient ascent (Rossi Alg. 4.1).
             gamma, returns, discounting: as in ``reinforce``; ``returns: episode`` (G(τ)) pairs with
-                ``importance: trajectory`` only (seed 004 eq. 4.3), the other kinds weight rewards-to-go.
+                ``importance: trajectory`` only (Rossi eq. 4.3), the other kinds weight rewards-to-go.
             importance: ``first_order`` (Alg. 4.1), ``current`` (eq. 4.6), ``per_decision`` (eq. 4.4) or
                 ``trajectory`` (eq. 4.3); see :mod:`lrl.algos.offpg.loss`.
             baseline: ``none`` (Alg. 4.1), ``average`` return or learned ``value`` (fitted to β's returns).
@@ -70,14 +70,14 @@ class OffPolicyPG(RLModule):
                 is fitted on every pass, so V can take more steps than θ.
             normalize_advantage: standardise Φ = returns − baseline over the rollout (all ranks) before weighting:
                 the mean joins the baseline (so it is weighted like one and stays unbiased), then Ψ is divided by
-                the standard deviation (seed 002 "can help").
+                the standard deviation (Brunskill "can help").
             normalization: ``trajectory`` (the seeds' 1/|D|) or ``step`` (mean over steps).
             ent_coef, max_grad_norm, hidden, activation, log_std_init, ortho_init, compile: as in ``reinforce``.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
         if returns == "episode" and importance != "trajectory":
-            raise RecipeError("algo.returns=episode goes with algo.importance=trajectory (seed 004 eq. 4.3); the "
+            raise RecipeError("algo.returns=episode goes with algo.importance=trajectory (Rossi eq. 4.3); the "
                               "other importance kinds weight rewards-to-go")
         if sync_every < 1:
             raise RecipeError(f"algo.sync_every={sync_every} must be >= 1")

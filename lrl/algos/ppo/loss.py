@@ -1,4 +1,4 @@
-"""PPO's losses as pure functions of explicit tensors (seed 004 ch. 8, seed 002, seed 003).
+"""PPO's losses as pure functions of explicit tensors (Rossi ch. 8, Brunskill, Fragkiadaki).
 
 Conventions: losses are minimised, so the clipped surrogate enters with a minus sign.
 """
@@ -12,7 +12,7 @@ from lrl.estimators.losses import value_loss
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor,
                       clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)], r = exp(logp − logp_old) (seed 004 eq. 8.1–8.2).
+    """L^CLIP = E[min(r Â, clip(r, 1−ε, 1+ε) Â)], r = exp(logp − logp_old) (Rossi eq. 8.1–8.2).
 
     Returns (the surrogate to maximise, the fraction of samples whose ratio was clipped).
     """
@@ -24,7 +24,7 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantage: tor
 
 
 def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
-    """KL̂(old‖new) = mean(log π_old(a|s) − log π_new(a|s)) on the taken actions (seed 004 eq. 8.3)."""
+    """KL̂(old‖new) = mean(log π_old(a|s) − log π_new(a|s)) on the taken actions (Rossi eq. 8.3)."""
     return (old_logp - logp).mean()
 
 

@@ -1,4 +1,4 @@
-"""Proximal Policy Optimisation, clipped surrogate (Schulman et al. 2017; seed 004 ch. 8, seeds 002/003).
+"""Proximal Policy Optimisation, clipped surrogate (Schulman et al. 2017; Rossi ch. 8, Brunskill/Fragkiadaki).
 
 Per rollout (collected by the DataModule with :meth:`collection_policy`): :meth:`process_rollout` computes
 V(s_t), V(s_{t+1}) and GAE(γ, λ) advantages with λ-return value targets, without gradients. Then ``epochs``
@@ -8,7 +8,7 @@ averaging, mixed precision and gradient clipping come from the Trainer):
     loss = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)] + c_v · E[(V − V_targ)²] − c_e · H[π]
 
 Options: advantage normalisation per minibatch; value clipping; entropy bonus; global grad-norm clipping;
-KL early stop (seed 004 Alg. 8.1: when KL̂(old‖new) ≥ ``target_kl`` before a step, the rest of the rollout is
+KL early stop (Rossi Alg. 8.1: when KL̂(old‖new) ≥ ``target_kl`` before a step, the rest of the rollout is
 skipped — the Alg's "break", not the text's roll-back, see SEED-NOTES §7.9); learning rate and clip range
 constant or decayed linearly to 0 over the frame budget.
 Truncated episodes bootstrap from V(final observation); terminated ones do not.
@@ -51,13 +51,13 @@ class PPO(RLModule):
             epochs, minibatch_size: the update schedule: ``epochs`` passes over each rollout in shuffled
                 minibatches of ``minibatch_size`` samples (global across ranks; None = the whole rollout).
             lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
-            gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5).
-            clip_range, clip_schedule: ε of the clipped surrogate ("maybe ε = 0.2", seeds 002/003).
+            gamma, gae_lambda: discount and GAE λ (Rossi ch. 5).
+            clip_range, clip_schedule: ε of the clipped surrogate ("maybe ε = 0.2", Brunskill/Fragkiadaki).
             clip_range_vf: clip the value update around the old value (None = off).
             vf_coef, ent_coef: weights of the value loss and of the entropy bonus.
             max_grad_norm: global gradient-norm clip (None = off).
             normalize_advantage: standardise advantages per minibatch.
-            target_kl: KL early-stop threshold ζ (seed 004 Alg. 8.1); None = off.
+            target_kl: KL early-stop threshold ζ (Rossi Alg. 8.1); None = off.
             hidden, activation, shared: MLP sizes (default [64, 64]), activation, shared actor-critic body.
             log_std_init: initial log-std of the Gaussian head (continuous actions).
             ortho_init: orthogonal initialisation as in the reference implementation.

@@ -1,7 +1,7 @@
 """KL-penalised policy optimisation as pure functions: the penalised loss and the multiplier updates.
 
-Sources: seed 000 §3 (eq. 61–63, Algorithm 2 "Primal–dual update"), seed 002 and seed 003 ("PPO with Adaptive
-KL Penalty"), seed 003 TRPO slide ("also worth considering using a penalty instead of a constraint").
+Sources: Atreya §3 (eq. 61–63, Algorithm 2 "Primal–dual update"), Brunskill and Fragkiadaki ("PPO with Adaptive
+KL Penalty"), Fragkiadaki TRPO slide ("also worth considering using a penalty instead of a constraint").
 Losses are minimised: the objective L(θ') − β·KL enters with a minus sign.
 """
 
@@ -15,7 +15,7 @@ from lrl.estimators.losses import surrogate, value_loss
 def ppo_kl_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, kl: torch.Tensor,
                 entropy: torch.Tensor, value: torch.Tensor, value_target: torch.Tensor, *,
                 kl_coef: torch.Tensor | float, vf_coef: float, ent_coef: float) -> dict[str, torch.Tensor]:
-    """loss = −(E[r·Â] − β·E_s[KL]) + c_v·E[(V − V_targ)²] − c_e·H (seed 002 eq. 4, seed 000 eq. 63).
+    """loss = −(E[r·Â] − β·E_s[KL]) + c_v·E[(V − V_targ)²] − c_e·H (Brunskill eq. 4, Atreya eq. 63).
 
     ``kl`` is the closed-form KL per state between the old and the new policy, in the direction the caller
     chose; ``kl_coef`` is β (adaptive) or λ (dual ascent) and carries no gradient. At θ' = θ the KL and its
@@ -32,7 +32,8 @@ def ppo_kl_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Ten
 
 
 def adaptive_kl_coef(coef: float, kl: float, target: float, tolerance: float = 1.5, factor: float = 2.0) -> float:
-    """β_{k+1} = β_k·2 if KL ≥ 1.5δ, β_k/2 if KL ≤ δ/1.5, else β_k (seed 002/003 "PPO with Adaptive KL Penalty")."""
+    """β_{k+1} = β_k·2 if KL ≥ 1.5δ, β_k/2 if KL ≤ δ/1.5, else β_k (Brunskill/Fragkiadaki, "PPO with Adaptive KL
+    Penalty")."""
     if kl >= tolerance * target:
         return coef * factor
     if kl <= target / tolerance:
@@ -41,9 +42,9 @@ def adaptive_kl_coef(coef: float, kl: float, target: float, tolerance: float = 1
 
 
 def dual_ascent_kl_coef(coef: float, kl: float, target: float, lr: float, project: bool = False) -> float:
-    """λ ← λ + α(KL − ε) (seed 000 Algorithm 2, step 2): gradient ascent on the dual of eq. 63.
+    """λ ← λ + α(KL − ε) (Atreya Algorithm 2, step 2): gradient ascent on the dual of eq. 63.
 
-    ``project`` clips λ at 0 [NOT IN SEEDS: seed 000 turns the constraint into an equality, whose multiplier may
+    ``project`` clips λ at 0 [NOT IN SEEDS: Atreya turns the constraint into an equality, whose multiplier may
     be negative; for the inequality KL ≤ ε a negative λ would reward moving away, so projecting is standard].
     """
     out = coef + lr * (kl - target)

@@ -10,7 +10,7 @@ each (Lightning's automatic optimisation: DDP, precision and clipping come from 
 
 with the analytic KL of the policy head. After the rollout's last step the KL of the update,
 D̄ = E_s[KL] between the old policy and π_{θ_{k+1}} over the whole rollout, moves the multiplier:
-``adaptive`` (seed 002/003), ``dual`` gradient ascent (seed 000) or ``fixed``. The multiplier is a buffer, so it
+``adaptive`` (Brunskill/Fragkiadaki), ``dual`` gradient ascent (Atreya) or ``fixed``. The multiplier is a buffer, so it
 is checkpointed and identical on every rank (the KL is averaged across ranks first).
 """
 
@@ -58,19 +58,19 @@ class PPOKL(RLModule):
             epochs, minibatch_size: the update schedule: ``epochs`` passes over each rollout in shuffled
                 minibatches of ``minibatch_size`` samples (global across ranks; None = the whole rollout).
             lr, lr_schedule: Adam step size, constant or linear to 0 over ``budget.frames``.
-            gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5; "any advantage estimation algorithm").
-            kl_coef: initial multiplier β_0 / λ_0 ("initial KL penalty not that important", seed 002).
+            gamma, gae_lambda: discount and GAE λ (Rossi ch. 5; "any advantage estimation algorithm").
+            kl_coef: initial multiplier β_0 / λ_0 ("initial KL penalty not that important", Brunskill).
             kl_coef_update: ``adaptive`` (β ×factor if KL ≥ tolerance·δ, ÷factor if KL ≤ δ/tolerance; seeds
-                002/003), ``dual`` (λ ← λ + α(KL − ε); seed 000 Alg. 2) or ``fixed`` (seed 003's penalty form).
+                002/003), ``dual`` (λ ← λ + α(KL − ε); Atreya Alg. 2) or ``fixed`` (Fragkiadaki's penalty form).
             kl_target: δ (adaptive) or ε (dual), the KL the update aims at.
-            kl_direction: ``old_new`` = KL(π_old ‖ π_θ) (seeds 002/003), ``new_old`` = KL(π_θ ‖ π_old) (seed 000
+            kl_direction: ``old_new`` = KL(π_old ‖ π_θ) (Brunskill/Fragkiadaki), ``new_old`` = KL(π_θ ‖ π_old) (Atreya
                 eq. 62–63); None = the source's: ``new_old`` for ``dual``, else ``old_new`` (SEED-NOTES §7.2).
             adaptive_tolerance, adaptive_factor: the 1.5 and 2 of the adaptive rule.
             dual_lr: α, the dual step size (the seeds give none).
             project_kl_coef: keep λ ≥ 0 under ``dual`` [NOT IN SEEDS].
             vf_coef, ent_coef: weights of the value loss and of the entropy bonus [entropy NOT IN SEEDS].
             max_grad_norm: global gradient-norm clip (None = off).
-            normalize_advantage: standardise advantages per minibatch (seed 002's trick).
+            normalize_advantage: standardise advantages per minibatch (Brunskill's trick).
             hidden, activation, shared: MLP sizes (default [64, 64]), activation, shared actor-critic body.
             log_std_init, ortho_init, adam_eps: Gaussian head's initial log-std, reference initialisation, Adam ε.
             compile: ``torch.compile`` the loss computation.

@@ -1,4 +1,4 @@
-"""REINFORCE's own loss form (seed 001 §4.3.2): the linear surrogate that applies the optimal-baseline gradient.
+"""REINFORCE's own loss form (Yin §4.3.2): the linear surrogate that applies the optimal-baseline gradient.
 
 The Monte-Carlo policy-gradient loss and the value fit it shares with ``offpg`` (off-policy PG is the same surrogate
 with importance-weighted Φ) are :func:`lrl.estimators.losses.policy_gradient_loss` and

@@ -1,17 +1,17 @@
-"""REINFORCE / vanilla policy gradient with Monte-Carlo returns (seed 004 ch. 3 Algs 3.1–3.2, seed 001 ch. 4
-Alg. 2, seed 002 "Vanilla Policy Gradient", seed 000 §2 Alg. 1; Williams 1992).
+"""REINFORCE / vanilla policy gradient with Monte-Carlo returns (Rossi ch. 3 Algs 3.1–3.2, Yin ch. 4
+Alg. 2, Brunskill "Vanilla Policy Gradient", Atreya §2 Alg. 1; Williams 1992).
 
 Per rollout of whole episodes (``data.complete_episodes``), :meth:`process_rollout` computes without gradients
 Φ_t = the whole return G(τ) or the reward-to-go G_t (relative or seed-exact absolute discounting), minus a
 baseline: none, the average return, V(s_t) of a learned value network, or the optimal per-component baseline
-b*_j = E[g_j² r]/E[g_j²] of seed 001 §4.3.2 (computed in the update, it needs per-trajectory score gradients).
+b*_j = E[g_j² r]/E[g_j²] of Yin §4.3.2 (computed in the update, it needs per-trajectory score gradients).
 Then ``epochs`` whole-rollout passes: on the first ``policy_epochs`` of them (default 1, the seeds' "one
 gradient step per batch") a policy step on
 
     loss = −(1/|D|) Σ_τ Σ_t log π_θ(a_t|s_t) · sg(Φ_t)          (sum over time, mean over trajectories)
 
-and, with the value baseline, a value step on every pass, Σ (V(s_t) − G_t)² / #steps (seed 004 Alg. 3.3's N
-critic steps, seed 002's "refit the baseline"), with its own optimiser and step size (ω, seed 004 Alg. 3.3).
+and, with the value baseline, a value step on every pass, Σ (V(s_t) − G_t)² / #steps (Rossi Alg. 3.3's N
+critic steps, Brunskill's "refit the baseline"), with its own optimiser and step size (ω, Rossi Alg. 3.3).
 ``normalization: step`` divides by the number of steps instead (TorchRL's ``ReinforceLoss``, SB3's A2C).
 """
 
@@ -62,16 +62,16 @@ class Reinforce(RLModule):
         """
         Args:
             epochs: whole-rollout passes per rollout (the update schedule).
-            lr, value_lr: step sizes η of the policy and ω of the value network (seed 004 Alg. 3.3); the
+            lr, value_lr: step sizes η of the policy and ω of the value network (Rossi Alg. 3.3); the
                 defaults are Spinning Up's VPG ones.
-            optimizer: ``adam`` or plain gradient ascent ``sgd`` ("or other methods like Adam", seed 004 Alg. 3.1).
-            gamma: discount (γ = 1 for finite-horizon tasks, seed 004 §3.3).
-            returns: ``reward_to_go`` (causality, seed 001 §4.3.1, seed 004 Alg. 3.2) or ``episode`` G(τ).
-            discounting: ``relative`` γ^{k−t} (default) or ``absolute`` γ^k (seed 004 eq. 3.26; SEED-NOTES §7.1).
-            baseline: ``none``, ``average`` (batch mean return), ``optimal`` (per-component b*, seed 001 §4.3.2) or
-                ``value`` (learned V(s_t), seed 002, seed 004 §3.5).
+            optimizer: ``adam`` or plain gradient ascent ``sgd`` ("or other methods like Adam", Rossi Alg. 3.1).
+            gamma: discount (γ = 1 for finite-horizon tasks, Rossi §3.3).
+            returns: ``reward_to_go`` (causality, Yin §4.3.1, Rossi Alg. 3.2) or ``episode`` G(τ).
+            discounting: ``relative`` γ^{k−t} (default) or ``absolute`` γ^k (Rossi eq. 3.26; SEED-NOTES §7.1).
+            baseline: ``none``, ``average`` (batch mean return), ``optimal`` (per-component b*, Yin §4.3.2) or
+                ``value`` (learned V(s_t), Brunskill, Rossi §3.5).
             bootstrap_truncated: with the value baseline, continue returns cut by a time limit with V(final obs).
-            normalize_advantage: standardise Φ over the rollout (all ranks) after the baseline (seed 002 "can help").
+            normalize_advantage: standardise Φ over the rollout (all ranks) after the baseline (Brunskill "can help").
             normalization: ``trajectory`` (the seeds' mean over trajectories) or ``step`` (mean over steps).
             policy_epochs: how many of the ``epochs`` passes also step the policy (the rest fit V only).
             ent_coef: entropy bonus [NOT IN SEEDS]. max_grad_norm: per-network gradient-norm clip (None = off).

@@ -1,4 +1,4 @@
-"""Soft Actor-Critic losses as pure functions of explicit tensors (seed 004 ch. 11, Alg. 11.1; Haarnoja et al.
+"""Soft Actor-Critic losses as pure functions of explicit tensors (Rossi ch. 11, Alg. 11.1; Haarnoja et al.
 2018B). Q-values of the n critics come stacked as ``[n, B]``; log-probabilities, rewards and flags as ``[B]``.
 
 * Critic target (eq. 11.5, with the corrections of SEED-NOTES §7.8: the entropy term enters with a minus sign
@@ -13,7 +13,7 @@
 * Actor loss (eq. 11.7, Alg. 11.1): mean(α log π(ã|s) − min_i Q_i(s, ã)), ã reparameterised (eq. 11.8). The
   caller evaluates the Q_i(s, ã) with the critic parameters detached, so this loss moves the actor only.
 * Temperature loss: −mean(log α · sg(log π(ã|s) + H̄)) with the target entropy H̄ (−|A| by default). NOT IN SEEDS:
-  seed 004 only mentions that Haarnoja et al. 2018B adapt the temperature (§11.3); this is the form of SB3 and
+  Rossi only mentions that Haarnoja et al. 2018B adapt the temperature (§11.3); this is the form of SB3 and
   TorchRL (gradient on log α, as in the softlearning reference code). Its gradient −mean(log π + H̄) is positive,
   so a descent step lowers α, when the policy's entropy −E[log π] exceeds H̄, and raises α when it falls below.
 """

@@ -1,4 +1,4 @@
-"""Soft Actor-Critic (seed 004 ch. 11, Alg. 11.1, eq. 11.1-11.8; Haarnoja et al. 2018A/B), the second version:
+"""Soft Actor-Critic (Rossi ch. 11, Alg. 11.1, eq. 11.1-11.8; Haarnoja et al. 2018A/B), the second version:
 twin soft Q critics with Polyak-averaged targets, no value network, no target policy, no delayed updates.
 
 The replay DataModule collects with :meth:`collection_policy` (the stochastic policy itself is the behaviour
@@ -134,7 +134,7 @@ class SAC(RLModule):
     @torch.no_grad()
     def soft_target(self, reward: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
                     alpha: torch.Tensor) -> torch.Tensor:
-        """y of eq. 11.5 with a fresh a' ~ π(·|s') and the target critics; a constant of the update (seed 004 §2.1)."""
+        """y of eq. 11.5 with a fresh a' ~ π(·|s') and the target critics; a constant of the update (Rossi §2.1)."""
         next_action, next_log_prob = self.policy_sample(next_obs)
         next_q = self.q_values(next_obs, next_action, target=True)
         return soft_q_target(reward, terminated, next_q, next_log_prob, alpha, self.hp.gamma)

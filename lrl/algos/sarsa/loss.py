@@ -1,4 +1,4 @@
-"""SARSA and Expected SARSA as pure functions of explicit tensors (seed 004 §2.10, eq. 2.9-2.12).
+"""SARSA and Expected SARSA as pure functions of explicit tensors (Rossi §2.10, eq. 2.9-2.12).
 
     SARSA (eq. 2.9):           y = r + γ (1 − terminated) · Q(s', a'),          a' ~ π(·|s')
     Expected SARSA (eq. 2.12): y = r + γ (1 − terminated) · Σ_a π(a|s') Q(s', a)

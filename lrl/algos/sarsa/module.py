@@ -1,4 +1,4 @@
-"""Deep SARSA and Deep Expected SARSA with policy improvement (seed 004 §2.10, Alg. "2.5 Deep Sarsa" and
+"""Deep SARSA and Deep Expected SARSA with policy improvement (Rossi §2.10, Alg. "2.5 Deep Sarsa" and
 "2.6 Deep Expected Sarsa", eq. 2.9-2.12; SEED-NOTES V8).
 
 SARSA is on-policy: it learns Q^π of the policy π that acts, here ε-greedy over Q itself (the seed's policy
@@ -62,7 +62,7 @@ class SARSA(RLModule):
             lr, adam_eps: Adam step size and ε (the seed: "a gradient step, or other methods like Adam").
             lr_schedule: ``constant``, or ``linear`` to 0 over ``budget.frames`` (as SB3's schedules).
             gamma: discount.
-            hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (seed 004 Fig. 2.1).
+            hidden, activation: Q-network MLP (default [64, 64], ReLU), one output per action (Rossi Fig. 2.1).
             expected: Expected SARSA (eq. 2.12: Σ_a π(a|s') Q(s', a)) instead of SARSA's sampled a' (eq. 2.9).
             loss: ``huber`` (δ = 1) or ``mse`` (the seed's squared error, eq. 2.11).
             target_update: ``hard`` copy every ``target_update_every`` updates, ``polyak`` with weight ``tau`` on

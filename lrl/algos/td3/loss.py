@@ -1,4 +1,4 @@
-"""TD3's targets as pure functions of explicit tensors (seed 004 ch. 10, Alg. 10.1; Fujimoto et al. 2018).
+"""TD3's targets as pure functions of explicit tensors (Rossi ch. 10, Alg. 10.1; Fujimoto et al. 2018).
 
     target action   a' = clip(μ_θ'(s') + clip(ε, −c, c), low, high),   ε ~ N(0, σ̃²)      (eq. 10.1)
     critic target   y  = r + γ (1 − terminated) · min(Q_ψ1'(s', a'), Q_ψ2'(s', a'))

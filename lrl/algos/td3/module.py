@@ -1,4 +1,4 @@
-"""Twin Delayed DDPG (seed 004 ch. 10, Alg. 10.1; Fujimoto et al. 2018; SEED-NOTES D5 and §7.7).
+"""Twin Delayed DDPG (Rossi ch. 10, Alg. 10.1; Fujimoto et al. 2018; SEED-NOTES D5 and §7.7).
 
 DDPG (:mod:`lrl.algos.ddpg`) with the three changes of §10.1, each an argument:
 
@@ -59,7 +59,7 @@ class TD3(RLModule):
             tau, actor_tau: Polyak weights of the online critics / actor (the seed's ς = 1 − tau and
                 ζ = 1 − actor_tau; actor_tau None = tau); 0.005 as the paper.
             n_critics: number of critics whose minimum forms the target (2 = twin; 1 gives DDPG's target).
-            policy_delay: d, critic updates per actor and target update (2, seed 004 §10.4).
+            policy_delay: d, critic updates per actor and target update (2, Rossi §10.4).
             target_policy_noise, target_noise_clip: σ̃ and c of the target policy smoothing (0.2, 0.5), as
                 fractions of the action half-range; σ̃ = 0 turns smoothing off.
             hidden, critic_hidden, activation: MLP sizes of the actor (default [400, 300]) and of each critic

@@ -50,7 +50,7 @@ from lrl.spec import EnvSpec
 
 class TRPO(RLModule):
     """TRPO: the natural-gradient step of NPG followed by a backtracking line search on the real KL and
-    surrogate (seed 004 Alg. 7.1). See the module docstring for the update, ``__init__`` for the options."""
+    surrogate (Rossi Alg. 7.1). See the module docstring for the update, ``__init__`` for the options."""
 
     consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True)
 
@@ -69,17 +69,17 @@ class TRPO(RLModule):
     ) -> None:
         """
         Args:
-            max_kl: trust-region size δ (β in seed 004, ε for NPG): bound on the mean KL(old‖new) over states.
+            max_kl: trust-region size δ (β in Rossi, ε for NPG): bound on the mean KL(old‖new) over states.
             line_search: backtracking line search (TRPO); None = the algorithm's own choice (trpo on, npg off).
-            backtrack_coef, max_backtracks: b ∈ (0, 1) and U of seed 004 Alg. 7.1 (α and L in seed 003).
-            step_size: a fixed η for the step η·x instead of sqrt(2δ/xᵀFx) (seed 004 Alg. 6.1 "or with other
-                method"; seed 001 §4.5 θ ← θ + α F⁻¹∇J); None = the trust-region step.
-            cg_iterations, cg_residual_tol: n_cg of seed 003 and the early stop on ‖r‖².
+            backtrack_coef, max_backtracks: b ∈ (0, 1) and U of Rossi Alg. 7.1 (α and L in Fragkiadaki).
+            step_size: a fixed η for the step η·x instead of sqrt(2δ/xᵀFx) (Rossi Alg. 6.1 "or with other
+                method"; Yin §4.5 θ ← θ + α F⁻¹∇J); None = the trust-region step.
+            cg_iterations, cg_residual_tol: n_cg of Fragkiadaki and the early stop on ‖r‖².
             damping: c in (F + cI)x = g [NOT IN SEEDS; TRPO practice].
-            fvp_fraction: share of the rollout's states used for Fisher-vector products (seed 004 §7.8.1: ~10 %).
+            fvp_fraction: share of the rollout's states used for Fisher-vector products (Rossi §7.8.1: ~10 %).
             fvp_method: ``hessian`` (double backprop, §7.8.2) or ``jmj`` (JᵀMJ, §7.8.1).
-            gamma, gae_lambda: discount and GAE λ (seed 004 ch. 5); λ = 1 is the seeds' G − V.
-            normalize_advantage: standardise Â over the rollout (seed 002's trick; SB3-contrib's default).
+            gamma, gae_lambda: discount and GAE λ (Rossi ch. 5); λ = 1 is the seeds' G − V.
+            normalize_advantage: standardise Â over the rollout (Brunskill's trick; SB3-contrib's default).
             critic_lr, critic_epochs, critic_minibatch_size: Adam step size, passes over the rollout and global
                 minibatch size of the value fit (None = full-batch steps, the seeds' Z gradient steps).
             hidden, activation: MLP sizes (default [64, 64]) of the separate actor and critic bodies.

@@ -1,7 +1,7 @@
 """One exception type for everything a user can get wrong.
 
 The CLI turns an :class:`LrlError` into a single line on stderr and a non-zero exit code, with no traceback
-(DESIGN.md §8). Library code raises it with a message that says what is wrong and what to do.
+. Library code raises it with a message that says what is wrong and what to do.
 """
 
 from __future__ import annotations

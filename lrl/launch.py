@@ -1,4 +1,4 @@
-"""Recipe → Trainer + LightningModule + LightningDataModule + callbacks + logger → fit (DESIGN.md §2).
+"""Recipe → Trainer + LightningModule + LightningDataModule + callbacks + logger → fit.
 
 ``train`` starts a run, ``resume`` continues one from a checkpoint (same run directory, same MLflow run),
 ``evaluate_run`` evaluates a checkpoint. Everything that can be checked is checked before anything is

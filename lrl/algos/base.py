@@ -1,7 +1,7 @@
 """Plumbing shared by every algorithm module: the spec, metrics aggregated on device and logged with
 frames as the step axis, and the acting interface used by collection, evaluation and ``lrl.load_policy``.
 
-Holds no algorithm logic (DESIGN.md §1: at most one level of inheritance, plumbing only).
+Holds no algorithm logic (at most one level of inheritance, plumbing only).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class RLModule(L.LightningModule):
         return float(lr)
 
     def flush_metrics(self, force: bool = False) -> dict[str, float] | None:
-        """Log the means of what was recorded since the last flush, at step = global frames (DESIGN.md §7)."""
+        """Log the means of what was recorded since the last flush, at step = global frames."""
         now = time.perf_counter()
         if self._last_log is None:
             self._last_log = (self.clock, now)
@@ -138,7 +138,7 @@ class RLModule(L.LightningModule):
         return torch.compile(fn) if enabled else fn
 
     def adam(self, params: torch.optim.optimizer.ParamsT, lr: float, eps: float) -> torch.optim.Adam:
-        """Adam, fused where the device has the kernel: ~30 % faster (DESIGN.md §4). Not under mixed precision:
+        """Adam, fused where the device has the kernel: ~30 % faster. Not under mixed precision:
         Lightning's mixed-precision plugin refuses fused optimisers when it clips gradients."""
         fused = self.device.type in ("cpu", "cuda") and "mixed" not in str(self.trainer.precision)
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=fused)

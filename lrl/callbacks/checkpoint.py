@@ -1,4 +1,4 @@
-"""The budget, periodic checkpoints, last.ckpt and graceful SIGINT/SIGTERM (DESIGN.md §6), in the recipe's clock
+"""The budget, periodic checkpoints, last.ckpt and graceful SIGINT/SIGTERM, in the recipe's clock
 (env frames, gradient steps, ...; docs/contract.md §4).
 
 All decisions are taken at the data source's boundaries, where the DataModule's state says exactly what comes next.

@@ -1,4 +1,4 @@
-"""A lean in-process TorchRL collector over a gymnasium vector env (DESIGN.md §4).
+"""A lean in-process TorchRL collector over a gymnasium vector env.
 
 It subclasses :class:`torchrl.collectors.BaseCollector` and yields rollouts in TorchRL's layout, shape
 ``[num_envs, T]`` (env batch first, time last, like TorchRL's own collectors), with ``observation``,
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 def _mujoco_states(env: gym.vector.VectorEnv) -> list[Any] | None:
     """MuJoCo's full integration state (qpos, qvel, act, warm-start, controls, ...) of each sub-env.
 
-    A pickled MuJoCo env does not continue identically by itself (DESIGN.md §6): gymnasium's MuJoCo envs
+    A pickled MuJoCo env does not continue identically by itself: gymnasium's MuJoCo envs
     pickle their constructor arguments (EzPickle) and come back fresh. Restoring this state and the env's own
     random generator (used at resets) makes it continue step for step.
     """
@@ -318,7 +318,7 @@ class VecEnvCollector(BaseCollector):
 
 def make_collector(kind: str, env: gym.vector.VectorEnv, spec: EnvSpec, policy: CollectionPolicy,
                    **kwargs: Any) -> VecEnvCollector:
-    """The one place a DataModule gets its collector from (DESIGN.md §4).
+    """The one place a DataModule gets its collector from.
 
     ``lean`` (default): :class:`VecEnvCollector`. ``torchrl``: TorchRL's stock ``Collector`` over ``GymWrapper``
     behind the same interface (:class:`~lrl.data.torchrl_collector.StockCollector`); same rollouts for the same

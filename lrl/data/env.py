@@ -1,7 +1,7 @@
-"""Environment factory and spec probe (DESIGN.md §4).
+"""Environment factory and spec probe.
 
 Envs are gymnasium vector envs built from picklable callables (``functools.partial(gym.make, id)``), so the
-whole vector env can be pickled into a checkpoint and continue step-for-step (DESIGN.md §6). Sync
+whole vector env can be pickled into a checkpoint and continue step-for-step. Sync
 vectorisation in one process is the default: on few cores it is an order of magnitude faster than
 multi-process stepping for cheap simulators.
 """

@@ -1,4 +1,4 @@
-"""Running observation normalisation and reward scaling, owned by the DataModule (DESIGN.md §4).
+"""Running observation normalisation and reward scaling, owned by the DataModule.
 
 Statistics are numpy float64, updated every step from this rank's data ("pending"), and merged into the
 shared statistics at every rollout end. Under DDP the pending moments of all ranks are gathered and merged, so

@@ -104,7 +104,7 @@ class OnPolicyDataModule(RankedDataModule):
         self._setup_streams(device)
         if self.collector is None:
             local_envs = self.env_cfg.num_envs // self.world_size
-            first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
+            first = self.seed + self.rank * local_envs  # seed + global env index
             cfg = self.env_cfg
             obs_norm = ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
             gamma = module.discount if module.discount is not None else 0.99

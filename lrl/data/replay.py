@@ -5,7 +5,7 @@ actions until ``learning_starts`` frames, then the module's ``collection_policy(
 this rank's TorchRL ``ReplayBuffer`` (``LazyTensorStorage``, or ``LazyMemmapStorage`` for buffers larger than
 memory). Once ``learning_starts`` frames have been collected, the stream yields ``updates_per_step`` minibatches
 of ``batch_size / world_size`` transitions per collection step: the update-to-data ratio is
-``updates_per_step / frames_per_step``. All numbers are global (DESIGN.md §5): on N processes each rank keeps a
+``updates_per_step / frames_per_step``. All numbers are global: on N processes each rank keeps a
 buffer of ``buffer_size / N`` transitions, collects ``1/N`` of the frames and samples ``1/N`` of each batch, and
 DDP averages the gradients.
 
@@ -144,7 +144,7 @@ class ReplayDataModule(RankedDataModule):
         self._setup_streams(device)
         if self.collector is None:
             cfg, local_envs = self.env_cfg, self.env_cfg.num_envs // self.world_size
-            first = self.seed + self.rank * local_envs  # seed + global env index (DESIGN.md §5)
+            first = self.seed + self.rank * local_envs  # seed + global env index
             self._policy = module.collection_policy()
             self.collector = make_collector(
                 "lean", make_vec_env(cfg, local_envs), self.spec, self._policy,

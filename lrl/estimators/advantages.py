@@ -1,6 +1,6 @@
 """TD errors, discounted returns and GAE over a time-last rollout ``[..., T]``.
 
-Conventions (Rossi §3.4, ch. 5; SEED-NOTES §1.4):
+Conventions (Rossi §3.4, ch. 5):
 - ``next_value[..., t]`` is V of the observation that followed step t: the true final observation when the
   episode ended there (not the auto-reset one).
 - ``terminated`` zeroes the bootstrap: the episode really ended, its future is worth 0.

@@ -18,7 +18,7 @@ It is never formed. Two matrix-free products are offered, both from Rossi §7.8:
   log-probabilities. For those pass a ``kl`` that renormalises its second argument (``log_softmax``).
 
 The KL is the policy head's closed form (``PolicyHead.kl``): it integrates over all actions of each sampled
-state, not only the taken one (§7.8.1). Seed 004 §7.8.1 notes the product may use a subsample (~10 %) of the
+state, not only the taken one (§7.8.1). Rossi §7.8.1 notes the product may use a subsample (~10 %) of the
 states: pass the distribution parameters of that subsample. Damping (F + c I) is [NOT IN SEEDS]; it is TRPO
 practice (Schulman et al. 2015, Spinning Up, SB3-contrib) that keeps CG stable when F is near-singular.
 Under DDP pass ``reduce=all_reduce_mean`` so every rank works with the Fisher matrix of all ranks' states.

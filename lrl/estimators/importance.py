@@ -1,12 +1,12 @@
 """Importance weights for off-policy policy gradients, computed in log space within episodes.
 
 For trajectories from a behaviour policy β, P_θ(τ)/P_β(τ) = Π_t π_θ(a_t|s_t)/π_β(a_t|s_t): the initial-state and
-transition probabilities cancel (Rossi eq. 4.3, Atreya eq. 32–33, SEED-NOTES §2.5). With
+transition probabilities cancel (Rossi eq. 4.3, Atreya eq. 32–33). With
 ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t) and the layout of :mod:`lrl.estimators.returns` (``done`` ends episodes):
 
 - ``trajectory``: w(τ) = Π_{t ∈ τ} ρ_t, the same for every step of the episode (Rossi eq. 4.3, Atreya eq. 34);
 - ``per_decision``: W_t = Π_{t' ≤ t} ρ_{t'} within the episode, "Π_current" of Rossi eq. 4.4–4.6 (Atreya
-  eq. 35; Yin starts the inner product at t'' = t, a typo: SEED-NOTES §7.4);
+  eq. 35; Yin starts the inner product at t'' = t, a typo);
 - ``first_order``: ρ_t alone (Rossi eq. 4.7–4.8, Alg. 4.1; Yin's "ignore the ratio of state priors").
 
 Products are sums of log-ratios (float64) and one ``exp``; clipping happens in log space too, so a product that

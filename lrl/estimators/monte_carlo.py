@@ -62,7 +62,7 @@ def annotate_returns(td: Any, *, gamma: float, returns: Returns, discounting: Di
     [N, T]; return statistics to record.
 
     ``next_value`` (V of the true final observation) is used on truncated steps only: a time limit cuts the
-    return, so it continues with V; a termination does not (SEED-NOTES §1.4). Averages are over all ranks.
+    return, so it continues with V; a termination does not. Averages are over all ranks.
     """
     mask = td["mask"]
     done = td["next", "done"].squeeze(-1)

@@ -6,7 +6,7 @@ Layout (Rossi §3.3, Yin §4.3.1): ``done[..., t]`` is True when step t is the l
 of several rows concatenated row-major also qualifies when every row ends with ``done`` (complete-episode
 rollouts end every row with a done step), so the same functions work on ``[N, T]`` and on ``[N·T]``.
 
-Discount conventions (SEED-NOTES §1.3, §7.1):
+Discount conventions:
 - ``relative`` (default; Rossi eq. 3.28, Brunskill "Return G_t", GAE): G_t = Σ_{k≥t} γ^{k−t} r_k.
 - ``absolute`` (seed-exact for Rossi eq. 3.15/3.26 and Algs 3.2–8.1): G_t = Σ_{k≥t} γ^k r_k, with k the
   time index *within the episode*, so G_t^abs = γ^t · G_t^rel. The two agree when γ = 1.

@@ -3,7 +3,7 @@
     y = r + γ (1 − terminated) · next_value
 
 ``next_value`` is the value of the true next observation (the final observation when the episode ended). Only a
-real termination zeroes the bootstrap; a time-limit truncation bootstraps like any other step (SEED-NOTES §1.4).
+real termination zeroes the bootstrap; a time-limit truncation bootstraps like any other step.
 Targets are constants of the update (semi-gradient, Rossi §2.1): callers compute them under ``no_grad``.
 """
 

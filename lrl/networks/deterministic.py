@@ -195,7 +195,7 @@ class DeterministicActorCritic(nn.Module):
     def q1_frozen(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q_ψ1(s, a) with ψ1 treated as constants: the gradient reaches the action (and so θ) only.
 
-        The actor step "changes only θ" (SEED-NOTES D4); detaching ψ also saves the critic's weight gradients.
+        The actor step "changes only θ"; detaching ψ also saves the critic's weight gradients.
         """
         params = {k: v.detach() for k, v in self.critic.nets[0].named_parameters()}
         x = torch.cat([obs, action.to(obs.dtype)], -1)

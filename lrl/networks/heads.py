@@ -74,7 +74,7 @@ class CategoricalHead(PolicyHead):
 
     def sample(self, params: Params, generator: torch.Generator | None = None) -> torch.Tensor:
         # Gumbel-max: argmax(logits + Gumbel) is an exact categorical sample, ~10x cheaper than
-        # torch.distributions.Categorical at small batch sizes (DESIGN.md §4).
+        # torch.distributions.Categorical at small batch sizes.
         noise = torch.empty_like(params[0]).exponential_(generator=generator).log()
         return (params[0] - noise).argmax(-1)
 
@@ -132,7 +132,7 @@ class TanhGaussianHead(PolicyHead):
     with a state-dependent mean μ and log-std log σ (two linear layers on the features), c = (high + low) / 2 and
     s = (high − low) / 2 mapping tanh's (−1, 1) onto the action bounds.
 
-    The density of a follows from the change of variables (Rossi App. A.8 eq. a.36-a.38; SEED-NOTES D6):
+    The density of a follows from the change of variables (Rossi App. A.8 eq. a.36-a.38):
 
         log π(a|x) = Σ_d [ log N(u_d; μ_d, σ_d) − log(1 − tanh(u_d)²) − log s_d ]
 

@@ -1,4 +1,4 @@
-"""Recipes: typed YAML that says everything about a run (DESIGN.md §2)."""
+"""Recipes: typed YAML that says everything about a run."""
 
 from lrl.recipe.load import dump, load, shipped_recipes, validate
 from lrl.recipe.schema import Recipe

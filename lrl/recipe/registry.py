@@ -1,4 +1,4 @@
-"""The one explicit registry: names in recipes → classes (DESIGN.md §1).
+"""The one explicit registry: names in recipes → classes.
 
 Classes are named by import path and imported on first use, so `lrl ls` and `lrl validate` stay fast and a
 broken optional dependency of one algorithm never breaks the others. No registration by import side effect.

@@ -1,4 +1,4 @@
-"""Typed recipe sections (DESIGN.md §2) and the binding of `algo:` / `data:` / `trainer:` to signatures.
+"""Typed recipe sections and the binding of `algo:` / `data:` / `trainer:` to signatures.
 
 The fixed sections are pydantic models that forbid unknown keys. The `algo:` and `data:` sections are bound to
 the keyword-only constructor arguments of the registered classes, with each value checked against the
@@ -49,7 +49,7 @@ class _Section(BaseModel):
 
 
 class EnvConfig(_Section):
-    """Where experience comes from: a gymnasium id, vectorised in-process by default (DESIGN.md §4)."""
+    """Where experience comes from: a gymnasium id, vectorised in-process by default."""
 
     id: str = Field(..., min_length=1)
     num_envs: int = Field(1, ge=1, description="global number of envs, split evenly across ranks")

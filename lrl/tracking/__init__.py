@@ -1,4 +1,4 @@
-"""MLflow tracking: logger set-up, reachability check, artifacts (DESIGN.md §7)."""
+"""MLflow tracking: logger set-up, reachability check, artifacts."""
 
 from lrl.tracking.mlflow import check_reachable, log_run_artifacts, make_logger, resolve_tracking_uri
 

@@ -22,6 +22,8 @@ def one_line(text: str) -> str:
 class LrlMLFlowLogger(MLFlowLogger):
     @property
     def experiment(self) -> Any:
+        if self._initialized:  # every log_metrics call comes here: after the first contact, no logging levels to juggle
+            return super().experiment
         from mlflow.exceptions import MlflowException
 
         from lrl.errors import LrlError

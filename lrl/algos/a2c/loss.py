@@ -27,7 +27,7 @@ def a2c_loss(logp: torch.Tensor, advantage: torch.Tensor, entropy: torch.Tensor,
 
     The critic term is Rossi eq. 3.31, L = (y − V_ψ(s))², with the target ``y`` detached (semi-gradient:
     "the value of the next state will be considered as a constant"). ``vf_coef`` and the entropy bonus are
-    [NOT IN SEEDS] (SEED-NOTES P5): the seeds train actor and critic with separate step sizes η and ω and give
+    [NOT IN SEEDS]: the seeds train actor and critic with separate step sizes η and ω and give
     no entropy term; with one optimiser over both networks ``vf_coef`` plays the role of ω/η.
     """
     policy = policy_gradient_loss(logp, advantage)

@@ -1,4 +1,4 @@
-"""Deep Deterministic Policy Gradient (Rossi §9.6, Alg. 9.4; Lillicrap et al. 2016; SEED-NOTES D1-D4).
+"""Deep Deterministic Policy Gradient (Rossi §9.6, Alg. 9.4; Lillicrap et al. 2016).
 
 The replay DataModule collects with the behaviour policy β(s) = clip(μ_θ(s) + noise, low, high) (Gaussian by
 default, "seems to work even better" than the original Ornstein-Uhlenbeck process, §9.6; OU as an option) and
@@ -8,7 +8,7 @@ hands out minibatches. Each ``training_step`` is one iteration n of Alg. 9.4:
     ψ  ← Adam step on mean (Q_ψ(s, a) − y)²,            then ψ' ← ς ψ' + (1 − ς) ψ
     θ  ← Adam step on −mean Q_ψ(s, μ_θ(s)) (ψ fixed),   then θ' ← ζ θ' + (1 − ζ) θ
 
-Two optimisers, so manual optimisation (DESIGN.md §5: under DDP with ``find_unused_parameters``); the target
+Two optimisers, so manual optimisation (under DDP with ``find_unused_parameters``); the target
 updates happen inside ``training_step``, so a checkpoint written after the step holds them. The seed also lists
 batch normalisation among Lillicrap et al.'s expedients; it is not offered here (see docs/ddpg.md).
 """

@@ -9,7 +9,7 @@ averaging, mixed precision and gradient clipping come from the Trainer):
 
 Options: advantage normalisation per minibatch; value clipping; entropy bonus; global grad-norm clipping;
 KL early stop (Rossi Alg. 8.1: when KL̂(old‖new) ≥ ``target_kl`` before a step, the rest of the rollout is
-skipped — the Alg's "break", not the text's roll-back, see SEED-NOTES §7.9); learning rate and clip range
+skipped — the Alg's "break", not the text's roll-back); learning rate and clip range
 constant or decayed linearly to 0 over the frame budget.
 Truncated episodes bootstrap from V(final observation); terminated ones do not.
 """

@@ -64,7 +64,7 @@ class PPOKL(RLModule):
                 002/003), ``dual`` (λ ← λ + α(KL − ε); Atreya Alg. 2) or ``fixed`` (Fragkiadaki's penalty form).
             kl_target: δ (adaptive) or ε (dual), the KL the update aims at.
             kl_direction: ``old_new`` = KL(π_old ‖ π_θ) (Brunskill/Fragkiadaki), ``new_old`` = KL(π_θ ‖ π_old) (Atreya
-                eq. 62–63); None = the source's: ``new_old`` for ``dual``, else ``old_new`` (SEED-NOTES §7.2).
+                eq. 62–63); None = the source's: ``new_old`` for ``dual``, else ``old_new``.
             adaptive_tolerance, adaptive_factor: the 1.5 and 2 of the adaptive rule.
             dual_lr: α, the dual step size (the seeds give none).
             project_kl_coef: keep λ ≥ 0 under ``dual`` [NOT IN SEEDS].

@@ -67,7 +67,7 @@ class Reinforce(RLModule):
             optimizer: ``adam`` or plain gradient ascent ``sgd`` ("or other methods like Adam", Rossi Alg. 3.1).
             gamma: discount (γ = 1 for finite-horizon tasks, Rossi §3.3).
             returns: ``reward_to_go`` (causality, Yin §4.3.1, Rossi Alg. 3.2) or ``episode`` G(τ).
-            discounting: ``relative`` γ^{k−t} (default) or ``absolute`` γ^k (Rossi eq. 3.26; SEED-NOTES §7.1).
+            discounting: ``relative`` γ^{k−t} (default) or ``absolute`` γ^k (Rossi eq. 3.26).
             baseline: ``none``, ``average`` (batch mean return), ``optimal`` (per-component b*, Yin §4.3.2) or
                 ``value`` (learned V(s_t), Brunskill, Rossi §3.5).
             bootstrap_truncated: with the value baseline, continue returns cut by a time limit with V(final obs).
@@ -145,7 +145,7 @@ class Reinforce(RLModule):
         return policy_gradient_loss(logp, phi, mask, 1.0 / scale), entropy, logp
 
     def _optimal_baseline_loss(self, td: TensorDict, mask: torch.Tensor) -> torch.Tensor:
-        """Seed 001 §4.3.2: ĝ_j = (1/N) Σ_i Σ_t ∇_j log π(a_t|s_t)(Φ_t − b*_j), b*_j = E[X_j Y_j]/E[Y_j²] over all
+        """Yin §4.3.2: ĝ_j = (1/N) Σ_i Σ_t ∇_j log π(a_t|s_t)(Φ_t − b*_j), b*_j = E[X_j Y_j]/E[Y_j²] over all
         ranks' trajectories (X_i = Σ_t ∇log π·Φ_t, Y_i = g(τ_i)); applied through :func:`linear_surrogate`."""
         params = dict(self.policy.named_parameters())
 

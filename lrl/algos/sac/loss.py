@@ -1,7 +1,7 @@
 """Soft Actor-Critic losses as pure functions of explicit tensors (Rossi ch. 11, Alg. 11.1; Haarnoja et al.
 2018B). Q-values of the n critics come stacked as ``[n, B]``; log-probabilities, rewards and flags as ``[B]``.
 
-* Critic target (eq. 11.5, with the corrections of SEED-NOTES §7.8: the entropy term enters with a minus sign
+* Critic target (eq. 11.5, with two typos of the source corrected: the entropy term enters with a minus sign
   inside the discount, and the min is over *both target* critics):
 
       y = r + γ (1 − terminated) (min_i Q'_i(s', a') − α log π(a'|s')),   a' ~ π(·|s') freshly sampled

@@ -2,7 +2,7 @@
 twin soft Q critics with Polyak-averaged targets, no value network, no target policy, no delayed updates.
 
 The replay DataModule collects with :meth:`collection_policy` (the stochastic policy itself is the behaviour
-policy: Alg. 11.1's "μ + Gaussian", c, σ, d are TD3 leftovers, SEED-NOTES §7.8) and hands out minibatches. Each
+policy: Alg. 11.1's "μ + Gaussian", c, σ, d are TD3 leftovers) and hands out minibatches. Each
 ``training_step`` is one Alg. 11.1 iteration:
 
 1. ã ~ π(·|s) (reparameterised) and a fresh a' ~ π(·|s') from the *current* policy (eq. 11.6, 11.8);

@@ -1,5 +1,5 @@
 """Deep SARSA and Deep Expected SARSA with policy improvement (Rossi §2.10, Alg. "2.5 Deep Sarsa" and
-"2.6 Deep Expected Sarsa", eq. 2.9-2.12; SEED-NOTES V8).
+"2.6 Deep Expected Sarsa", eq. 2.9-2.12).
 
 SARSA is on-policy: it learns Q^π of the policy π that acts, here ε-greedy over Q itself (the seed's policy
 improvement "a = argmax_a Q(s, a)" plus exploration), so its data must come from that policy. It is therefore

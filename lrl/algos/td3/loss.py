@@ -4,7 +4,7 @@
     critic target   y  = r + γ (1 − terminated) · min(Q_ψ1'(s', a'), Q_ψ2'(s', a'))
 
 Alg. 10.1 prints min(Q_ψ1, Q_ψ2'); the text (§10.2) and every implementation use both *target* critics, which is
-what is computed here (SEED-NOTES §7.7). Clipping a' to the action bounds is not in the seed (eq. 10.1 clips only
+what is computed here. Clipping a' to the action bounds is not in the seed (eq. 10.1 clips only
 the noise) but is in the paper's reference code; it keeps the critics queried inside the box they are trained on.
 The critic loss and the actor loss are DDPG's (:func:`lrl.estimators.losses.q_regression_loss`,
 :func:`lrl.estimators.losses.deterministic_actor_loss`), the actor through Q_ψ1 only.

@@ -1,9 +1,9 @@
-"""Twin Delayed DDPG (Rossi ch. 10, Alg. 10.1; Fujimoto et al. 2018; SEED-NOTES D5 and §7.7).
+"""Twin Delayed DDPG (Rossi ch. 10, Alg. 10.1; Fujimoto et al. 2018).
 
 DDPG (:mod:`lrl.algos.ddpg`) with the three changes of §10.1, each an argument:
 
 1. twin critics Q_ψ1, Q_ψ2 (``n_critics``); the target takes the minimum of the two *target* critics and both
-   critics regress to that same y (§10.2; Alg. 10.1's min(Q_ψ1, Q_ψ2') is a typo, SEED-NOTES §7.7);
+   critics regress to that same y (§10.2; Alg. 10.1's min(Q_ψ1, Q_ψ2') is a typo);
 2. target policy smoothing a' = clip(μ_θ'(s') + clip(N(0, σ̃), −c, c), low, high) (eq. 10.1; the clip to the
    action bounds is the paper's code, not the seed's);
 3. delayed policy updates: the actor, and then *all* target networks, are updated after every d-th critic update

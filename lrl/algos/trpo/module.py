@@ -12,7 +12,7 @@ Seeds: 004 ch. 6 (Alg. 6.1, NPG) and ch. 7 (Alg. 7.1, TRPO), 003 (Algs. 1–3: "
    (``lrl.estimators``), full step Δ = sqrt(2δ / xᵀFx)·x (eq. 7.50). NPG applies Δ (Alg. 6.1); TRPO backtracks
    b^j·Δ, j ≤ U, until mean KL ≤ δ and the surrogate improved, and otherwise leaves θ unchanged (Alg. 7.1).
 3. Value function fitted separately: ``critic_epochs`` passes of Adam steps on E[(V − V_targ)²]
-   (Alg. 6.1/7.1's Z critic steps, descending: SEED-NOTES §7.6).
+   (Alg. 6.1/7.1's Z critic steps, descending: the source's ascent sign is a typo).
 
 Under DDP the policy step is taken with ``torch.autograd.grad``, which DistributedDataParallel never sees: g,
 every Fisher-vector product and the line-search statistics are averaged across ranks explicitly, so all ranks

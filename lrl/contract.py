@@ -141,31 +141,25 @@ _CONFORMING: set[tuple[type, type]] = set()  # (class, protocol) pairs already c
 # protocol inspects every member (~12 µs), and data_source() runs several times per training step
 
 
-def _conforming(obj: Any, protocol: type) -> bool:
+def _conforming(obj: Any, protocol: type, what: str) -> Any:
+    """``obj`` when it implements ``protocol``; else one clear error naming the trainer attribute ``what``."""
     key = (type(obj), protocol)
-    if key in _CONFORMING:
-        return True
-    if isinstance(obj, protocol):
+    if key not in _CONFORMING:
+        if not isinstance(obj, protocol):
+            raise RuntimeError(f"lrl: the trainer's {what} ({type(obj).__name__}) does not implement "
+                               f"lrl.contract.{protocol.__name__}")
         _CONFORMING.add(key)
-        return True
-    return False
+    return obj
 
 
 def data_source(trainer: L.Trainer | None) -> DataSource:
     """The trainer's data source, typed; a clear error when a module or callback runs without one."""
-    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
-    if not _conforming(dm, DataSource):
-        raise RuntimeError(f"lrl: the trainer's datamodule ({type(dm).__name__}) does not implement lrl.contract."
-                           "DataSource")
-    return cast(DataSource, dm)
+    return cast(DataSource, _conforming(getattr(trainer, "datamodule", None), DataSource, "datamodule"))
 
 
 def learner(trainer: L.Trainer | None) -> Learner:
-    module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-    if not _conforming(module, Learner):
-        raise RuntimeError(f"lrl: the trainer's module ({type(module).__name__}) does not implement lrl.contract."
-                           "Learner")
-    return cast(Learner, module)
+    """The module the trainer fits, typed (what a data source may ask of it)."""
+    return cast(Learner, _conforming(getattr(trainer, "lightning_module", None), Learner, "module"))
 
 
 def schedule_of(algo_args: Mapping[str, Any], consumes: Consumes) -> Schedule:

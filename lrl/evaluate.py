@@ -22,7 +22,7 @@ import torch
 from lrl.data.env import env_fn
 from lrl.errors import LrlError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import spec_from_dict
+from lrl.spec import policy_input, spec_from_dict
 
 
 class Policy:
@@ -37,15 +37,15 @@ class Policy:
         self._low = np.asarray(self.spec.action_low, np.float32) if self.spec.action_low else None
         self._high = np.asarray(self.spec.action_high, np.float32) if self.spec.action_high else None
 
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, np.float32)
+    def normalize(self, obs: Any) -> np.ndarray:
+        obs = np.asarray(policy_input(obs), np.float32)  # a goal observation: observation ++ desired goal
         if self.obs_stats is None:
             return obs
         out = (obs - self.obs_stats["mean"]) / np.sqrt(self.obs_stats["var"] + 1e-8)
         return np.clip(out, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     @torch.no_grad()
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: Any) -> np.ndarray:
         x = torch.as_tensor(self.normalize(obs), device=self.module.device)
         action = self.module.act(x, deterministic=self.deterministic).cpu().numpy()
         if self._low is not None:

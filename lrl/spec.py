@@ -10,6 +10,10 @@ Observations are one of
   observation's, ``goal_shape`` the goals');
 - ``tokens``: token-id sequences over ``vocab_size`` ids.
 
+Goal observations in a TensorDict or dataset: the dict's parts are flat keys ``observation``, ``desired_goal`` and
+``achieved_goal`` (and ``next/observation``, ``next/desired_goal``, ``next/achieved_goal``); a policy's input is
+``concat(observation, desired_goal)`` (:func:`policy_input`), ``input_dim`` wide.
+
 Actions are ``discrete`` (``action_dim`` choices), ``continuous`` (``action_dim`` dimensions in
 [``action_low``, ``action_high``]) or ``token`` (one of ``vocab_size`` ids).
 """
@@ -47,11 +51,33 @@ class Spec:
     def obs_dim(self) -> int:
         return int(np.prod(self.obs_shape))
 
+    @property
+    def goal_dim(self) -> int:
+        return int(np.prod(self.goal_shape)) if self.goal_shape else 0
+
+    @property
+    def input_dim(self) -> int:
+        """Width of a policy's input: the observation, and for goal observations the desired goal after it."""
+        return self.obs_dim + (self.goal_dim if self.obs_kind == "goal" else 0)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 EnvSpec = Spec  # the name used before Contract v2; checkpoints and user code written against it keep working
+
+
+def policy_input(obs: Any) -> Any:
+    """What a policy sees: the observation itself, or for a goal observation (a mapping with ``observation`` and
+    ``desired_goal``, numpy or torch) the two concatenated along the last axis (``Spec.input_dim`` wide)."""
+    if not hasattr(obs, "keys"):
+        return obs
+    parts = [obs["observation"], obs["desired_goal"]]
+    if isinstance(parts[0], np.ndarray) or not hasattr(parts[0], "dim"):
+        return np.concatenate([np.asarray(p, np.float32) for p in parts], axis=-1)
+    import torch
+
+    return torch.cat([p.float() for p in parts], dim=-1)
 
 
 def spec_from_dict(d: dict[str, Any]) -> Spec:

@@ -13,6 +13,7 @@ is in every checkpoint, so a resumed run draws exactly what the uninterrupted on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,23 @@ def load_dataset(path: str | Path, what: str = "data.path") -> tuple[dict[str, t
     return data, spec_from_dict(raw["spec"])
 
 
+def as_tensordict(flat: dict[str, torch.Tensor]) -> TensorDict:
+    """Flat ``next/observation``-style names → a nested TensorDict batched over the samples."""
+    return TensorDict({tuple(k.split("/")): v for k, v in flat.items()}, batch_size=[len(next(iter(flat.values())))])
+
+
 class OfflineStream:
     """Shuffled passes over one dataset file, sharded across ranks (see the module docstring)."""
 
-    def __init__(self, *, name: str, seed: int, path: str, batch_size: int = 256) -> None:
+    def __init__(self, *, name: str, seed: int, path: str | None = None, batch_size: int = 256,
+                 loader: Callable[[], dict[str, torch.Tensor]] | None = None) -> None:
+        """``path``: a dataset file (:func:`load_dataset`); or ``loader``: returns the flat tensors itself (a Minari
+        dataset, a DAgger aggregate); read once, at :meth:`setup`."""
         if batch_size < 1:
             raise RecipeError(f"data.streams.{name}.batch_size={batch_size}: must be >= 1")
-        self.name, self.path, self.batch_size = name, path, batch_size
+        if (path is None) == (loader is None):
+            raise ValueError("OfflineStream: give exactly one of path and loader")
+        self.name, self.path, self.batch_size, self.loader = name, path, batch_size, loader
         self.generator = torch.Generator().manual_seed(seed + 104_723)
         self.data: TensorDict | None = None
         self.rank, self.world = 0, 1
@@ -73,14 +84,24 @@ class OfflineStream:
 
     def setup(self, rank: int, world: int, device: torch.device) -> None:
         if self.data is None:
-            what = "data.path" if self.name == "main" else f"data.streams.{self.name}.path"
-            raw, _ = load_dataset(self.path, what)
-            self.data = TensorDict({tuple(k.split("/")): v for k, v in raw.items()}, batch_size=[len(next(iter(
-                raw.values())))]).to(device)
+            if self.loader is not None:
+                raw = self.loader()
+            else:
+                assert self.path is not None
+                what = "data.path" if self.name == "main" else f"data.streams.{self.name}.path"
+                raw, _ = load_dataset(self.path, what)
+            self.data = as_tensordict(raw).to(device)
         self.rank, self.world = rank, world
         if self.batch_size % world or self.per_pass < 1:
             raise RecipeError(f"{self.name}: batch_size={self.batch_size} must be divisible by the number of processes "
                               f"({world}) and at most the dataset size ({len(self)})")
+
+    def replace_data(self, data: TensorDict) -> None:
+        """Swap in a new dataset (e.g. DAgger's grown aggregate); the next minibatch begins a new pass over it."""
+        self.data, self._order = data, None
+        if self.batch_size % self.world or self.per_pass < 1:
+            raise RecipeError(f"{self.name}: batch_size={self.batch_size} must be divisible by the number of processes "
+                              f"({self.world}) and at most the dataset size ({len(self)})")
 
     def __len__(self) -> int:
         return 0 if self.data is None else int(self.data.batch_size[0])

@@ -45,7 +45,7 @@ class DeterministicActor(nn.Module):
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "relu") -> None:
         super().__init__()
         low, high = action_box(spec)
-        self.net = mlp(spec.obs_dim, hidden, spec.action_dim, activation)
+        self.net = mlp(spec.input_dim, hidden, spec.action_dim, activation)
         # derived from the env spec, so not part of the state dict
         self.register_buffer("low", low, persistent=False)
         self.register_buffer("high", high, persistent=False)
@@ -61,7 +61,7 @@ class QCritics(nn.Module):
 
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "relu", n: int = 1) -> None:
         super().__init__()
-        self.nets = nn.ModuleList(mlp(spec.obs_dim + spec.action_dim, hidden, 1, activation) for _ in range(n))
+        self.nets = nn.ModuleList(mlp(spec.input_dim + spec.action_dim, hidden, 1, activation) for _ in range(n))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, action.to(obs.dtype)], -1)

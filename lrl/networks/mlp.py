@@ -42,9 +42,9 @@ class ActorCritic(StochasticPolicy):
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "tanh", shared: bool = False,
                  log_std_init: float = 0.0, ortho_init: bool = True) -> None:
         super().__init__()
-        feat = hidden[-1] if hidden else spec.obs_dim
-        self.actor_body = mlp(spec.obs_dim, hidden, None, activation)
-        self.critic_body = self.actor_body if shared else mlp(spec.obs_dim, hidden, None, activation)
+        feat = hidden[-1] if hidden else spec.input_dim
+        self.actor_body = mlp(spec.input_dim, hidden, None, activation)
+        self.critic_body = self.actor_body if shared else mlp(spec.input_dim, hidden, None, activation)
         self.head: PolicyHead = make_policy_head(spec, feat, log_std_init)
         self.value_out = nn.Linear(feat, 1)
         if ortho_init:

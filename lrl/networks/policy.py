@@ -23,8 +23,8 @@ class PolicyNet(StochasticPolicy):
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "tanh", log_std_init: float = 0.0,
                  ortho_init: bool = True) -> None:
         super().__init__()
-        self.body = mlp(spec.obs_dim, hidden, None, activation)
-        self.head: PolicyHead = make_policy_head(spec, hidden[-1] if hidden else spec.obs_dim, log_std_init)
+        self.body = mlp(spec.input_dim, hidden, None, activation)
+        self.head: PolicyHead = make_policy_head(spec, hidden[-1] if hidden else spec.input_dim, log_std_init)
         if ortho_init:  # as ActorCritic: √2 hidden, 0.01 on the output (near-uniform initial policy)
             orthogonal_init(self.body, math.sqrt(2))
             orthogonal_init(self.head, 0.01)
@@ -35,7 +35,7 @@ class PolicyNet(StochasticPolicy):
 
 def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True) -> nn.Sequential:
     """V(s): an MLP with one output (orthogonal init, gain 1 on the output layer, when ``ortho_init``)."""
-    net = mlp(spec.obs_dim, hidden, 1, activation)
+    net = mlp(spec.input_dim, hidden, 1, activation)
     if ortho_init:
         orthogonal_init(net[:-1], math.sqrt(2))
         orthogonal_init(net[-1], 1.0)

@@ -61,8 +61,8 @@ class DQN(RLModule):
         self.gamma = gamma
         n = spec.action_dim
         hidden = hidden if hidden is not None else [64, 64]
-        self.q = mlp(spec.obs_dim, hidden, n, activation)
-        self.q2 = mlp(spec.obs_dim, hidden, n, activation) if target == "double_q" else None
+        self.q = mlp(spec.input_dim, hidden, n, activation)
+        self.q2 = mlp(spec.input_dim, hidden, n, activation) if target == "double_q" else None
         self.q_target = make_target(self.q) if target_update != "none" else None
         self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
         # Double Q-learning updates one of two networks per step: the other one gets no gradient.

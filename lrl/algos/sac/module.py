@@ -48,8 +48,8 @@ class Actor(StochasticPolicy):
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str, log_std_min: float,
                  log_std_max: float) -> None:
         super().__init__()
-        self.body = mlp(spec.obs_dim, hidden, None, activation)
-        self.head = TanhGaussianHead(hidden[-1] if hidden else spec.obs_dim, spec.action_dim, spec.action_low,
+        self.body = mlp(spec.input_dim, hidden, None, activation)
+        self.head = TanhGaussianHead(hidden[-1] if hidden else spec.input_dim, spec.action_dim, spec.action_low,
                                      spec.action_high, log_std_min, log_std_max)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -101,7 +101,7 @@ class SAC(RLModule):
             raise RecipeError("sac: need algo.n_critics >= 1, algo.alpha > 0, 0 <= algo.tau <= 1 and "
                               "algo.target_update_every >= 1")
         self.actor = Actor(spec, hidden, activation, log_std_min, log_std_max)
-        self.critic = EnsembleMLP(n_critics, spec.obs_dim + spec.action_dim, critic_hidden, 1, activation)
+        self.critic = EnsembleMLP(n_critics, spec.input_dim + spec.action_dim, critic_hidden, 1, activation)
         self.critic_target = make_target(self.critic)
         log_alpha = torch.tensor(math.log(alpha))
         if autotune_alpha:

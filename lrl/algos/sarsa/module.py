@@ -76,7 +76,7 @@ class SARSA(RLModule):
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
         self.gamma = gamma
-        self.q = mlp(spec.obs_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
+        self.q = mlp(spec.input_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
         self.q_target = make_target(self.q) if target_update != "none" else None
         self._loss = self.maybe_compile(self._compute_loss, compile)
 

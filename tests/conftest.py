@@ -17,6 +17,7 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tracking_uri: str) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # a test's Minari store is its own
     monkeypatch.chdir(tmp_path)
 
 

@@ -66,3 +66,18 @@ def test_cli_run_resumes_exactly(case: str, tmp_path: Path, tracking_uri: str) -
     b = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert_same(_resumable_parts(a), _resumable_parts(b))
     assert_same(_sidecars(straight / "checkpoints" / "last.ckpt"), _sidecars(resumed / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.slow
+def test_ddp_ranks_advance_together(tmp_path: Path) -> None:
+    """Two CPU processes, one env each: every rank decides on both ranks' episodes, so the stages, windows and
+    advance frames in the checkpoint are the same on both."""
+    run = tmp_path / "ddp"
+    proc = run_lrl("train", "dqn/mountaincar-curriculum", *CASES["curriculum"][1], *SMALL, "env.num_envs=2",
+                   "data.frames_per_step=32", "trainer.devices=2", "trainer.strategy=ddp", "--run-dir", str(run),
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ranks = next(v["ranks"] for v in ckpt.values() if isinstance(v, dict) and "ranks" in v)
+    first, second = (r["extras"]["curriculum"] for r in ranks)
+    assert first == second and first["stage"] == 3

@@ -260,3 +260,19 @@ def test_torchrl_collector_is_refused_with_shaping() -> None:
     with pytest.raises(RecipeError, match=r"needs data\.collector=lean"):
         load("ppo/cartpole", ["env.shaping.bonuses=[{when: mountaincar_left_hill, bonus: 1}]",
                               "data.collector=torchrl"])
+
+
+def test_reward_scaling_sees_the_shaped_reward() -> None:
+    """env.normalize_reward scales what the learner sees: shaping comes first, inside the env."""
+    from lrl.data.normalize import RewardScaler
+
+    cfg = _shaped_cfg(potential=f"{__name__}:chain_potential")
+    spec = probe_env_spec(cfg)
+    plain = VecEnvCollector(make_vec_env(cfg, 2), spec, _Fixed(1), steps_per_env=6, env_seeds=[0, 1]).rollout()
+    scaled = VecEnvCollector(make_vec_env(cfg, 2), spec, _Fixed(1), steps_per_env=6, env_seeds=[0, 1],
+                             reward_scaler=RewardScaler(2, 0.9, 10.0)).rollout()
+    expected, scaler = [], RewardScaler(2, 0.9, 10.0)
+    for t in range(6):
+        shaped = plain["next", "reward"][:, t, 0].double().numpy()
+        expected.append(scaler(shaped, plain["next", "done"][:, t, 0].numpy()))
+    np.testing.assert_allclose(scaled["next", "reward"][..., 0].numpy(), np.stack(expected, 1), rtol=1e-6)

@@ -9,9 +9,11 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
+from lrl.launch import RunResult, train
 from tests.conftest import run_lrl
 from tests.integration.test_algorithms import _resumable_parts, _sidecars, assert_same
 
@@ -81,3 +83,25 @@ def test_ddp_ranks_advance_together(tmp_path: Path) -> None:
     ranks = next(v["ranks"] for v in ckpt.values() if isinstance(v, dict) and "ranks" in v)
     first, second = (r["extras"]["curriculum"] for r in ranks)
     assert first == second and first["stage"] == 3
+
+
+def cartpole_upright(obs: np.ndarray) -> np.ndarray:
+    """A potential for the on-policy test: the pole's angle, negated (0 upright)."""
+    return -np.abs(np.asarray(obs)[..., 2])
+
+
+def test_on_policy_source_with_shaping_normalised_rewards_and_a_curriculum(tracking_uri: str) -> None:
+    """PPO (the on-policy source) with both sections and env.normalize_reward, in-process: the curriculum walks
+    through its stages at rollout boundaries and the env's own return is what train/episode_return reports."""
+    out = train("ppo/cartpole", [
+        "budget.frames=4096", "eval.every=0", "eval.final=false", "env.normalize_reward=true",
+        f"env.shaping.potential={__name__}:cartpole_upright", "env.shaping.scale=10",
+        "env.curriculum={stages: [{attrs: {force_mag: 5.0}}, {attrs: {length: 0.25}}, {}], window: 8, "
+        "threshold: 0}", "tracking.log_every=256"], run_dir="runs/ppo", tracking_uri=tracking_uri)
+    assert isinstance(out, RunResult) and out.clock == 4096
+    ckpt = torch.load("runs/ppo/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    extras = next(v["ranks"] for v in ckpt.values() if isinstance(v, dict) and "ranks" in v)[0]["extras"]
+    assert extras["curriculum"]["stage"] == 2
+    returns = _metrics(tracking_uri, out.mlflow_run_id or "", "train/episode_return")
+    lengths = dict(_metrics(tracking_uri, out.mlflow_run_id or "", "train/episode_length"))
+    assert returns and all(r == pytest.approx(lengths[step]) for step, r in returns)  # CartPole: +1 per step

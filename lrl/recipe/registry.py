@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
 }
 
 DATAMODULES: dict[str, str] = {
+    "demos": "lrl.data.demos:DemosDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",

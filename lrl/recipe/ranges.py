@@ -222,6 +222,15 @@ RULES: dict[str, Rule] = {
     # --- data: offline and named streams (docs/contract.md §5) ------------------------------------------------------
     "path": Rule("path"),  # a dataset file; whether it exists and holds a dataset is checked when it is read
     "streams": Rule("streams", nullable=True),
+    # --- data: DAgger (docs/dagger.md) -----------------------------------------------------------------------------
+    "expert": Rule("path", note="an lrl run directory, a .ckpt file or package.module:function"),
+    "dataset": Rule("path", nullable=True),  # a Minari dataset id or directory; checked when it is read
+    "episodes_per_round": COUNT,
+    "label_budget": integer(ge=1, null=True),  # None = no limit
+    "steps_per_round": COUNT,
+    "beta": UNIT,  # a probability: executing the expert's action
+    "beta_decay": UNIT,  # β_i = β·decay^i: 1 keeps β, 0 leaves the expert only round 0
+    "beta_rounds": COUNT,  # the linear schedule reaches 0 after this many rounds
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.

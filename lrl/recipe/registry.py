@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
 }
 
 DATAMODULES: dict[str, str] = {
+    "dagger": "lrl.data.dagger:DaggerDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrl.contract import Schedule
+from lrl.contract import Consumes, Schedule
 from lrl.data.dagger import DaggerDataModule, beta_at, expert_labels
 from lrl.data.env import env_fn
 from lrl.data.expert import load_expert
@@ -184,7 +184,8 @@ def test_expert_labels_are_checked() -> None:
 
 def test_check_args_refuses_a_budget_smaller_than_a_batch() -> None:
     args = {"label_budget": 10, "batch_size": 32, "dataset": None}
-    with pytest.raises(RecipeError, match="label_budget=10 is smaller than data.batch_size=32"):
-        DaggerDataModule.check_args(args, ENV, Schedule(), None, 1)  # type: ignore[arg-type]
-    with pytest.raises(RecipeError, match="env.vectorization=async"):
-        DaggerDataModule.check_args(args, ENV.model_copy(update={"vectorization": "async"}), Schedule(), None, 1)  # type: ignore[arg-type]
+    consumes = Consumes(sources=("dagger",))
+    with pytest.raises(RecipeError, match=r"label_budget=10 is smaller than data\.batch_size=32"):
+        DaggerDataModule.check_args(args, ENV, Schedule(), consumes, 1)
+    with pytest.raises(RecipeError, match=r"env\.vectorization=async"):
+        DaggerDataModule.check_args(args, ENV.model_copy(update={"vectorization": "async"}), Schedule(), consumes, 1)

@@ -19,7 +19,8 @@ Theorem 3.2; Levine §2.1).
 ``label_budget`` caps the expert labels this run asks for (the initial demonstrations are not counted): collection
 stops exactly there (the last round is cut mid-episode, its cut step marked truncated) and training goes on over
 the aggregate until the run's budget. Each collected round is saved as a Minari dataset under the run directory,
-``<run_dir>/dagger/round-NNN...`` (``save_rounds``; its actions are the expert's labels, not the executed mixture's).
+``<run_dir>/dagger/round-NNN-v0`` (``save_rounds``; the run directory is a Minari store holding the ids
+``dagger/round-NNN-v0``; the actions are the expert's labels, not the executed mixture's).
 See docs/dagger.md.
 """
 
@@ -35,7 +36,7 @@ import torch
 
 from lrl.contract import ROLLOUT_KEYS, ClockUnit, Consumes, Schedule
 from lrl.data.expert import Expert, load_expert
-from lrl.data.rounds import Episode, RoundsDataModule, StepFn, transitions
+from lrl.data.rounds import Episode, RoundsDataModule, StepFn, episode_seed, transitions
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
 from lrl.spec import GOAL_KEYS, Spec
@@ -115,7 +116,7 @@ class DaggerDataModule(RoundsDataModule):
         spec = super().probe_spec(env, args)
         load_expert(args["expert"], "data.expert").check_spec(spec, "data.expert")
         if args.get("dataset") is not None:
-            from lrl.data.demos import minari_spec
+            from lrl.data.minari_io import minari_spec
 
             theirs = minari_spec(args["dataset"], "data.dataset")
             if any(getattr(theirs, f) != getattr(spec, f) for f in SPEC_FIELDS):
@@ -138,7 +139,7 @@ class DaggerDataModule(RoundsDataModule):
     def initial_data(self) -> dict[str, torch.Tensor] | None:
         if self.dataset is None:
             return None
-        from lrl.data.demos import read_minari
+        from lrl.data.minari_io import read_minari
 
         flat, _ = read_minari(self.dataset, "data.dataset")
         keys = [*ROLLOUT_KEYS, *(k for part in GOAL_KEYS[1:] for k in (part, f"next/{part}"))]
@@ -185,17 +186,17 @@ class DaggerDataModule(RoundsDataModule):
         self.labels += new
         trainer = self.trainer
         if self.save_rounds and episodes and trainer is not None and trainer.is_global_zero:
-            self.save_round(Path(trainer.default_root_dir) / "dagger", round_index, episodes)
+            self.save_round(Path(trainer.default_root_dir), round_index, episodes)
         executed = np.concatenate([e.records["expert"] for e in episodes]) if episodes else np.zeros(0)
         return {"round": float(round_index), "beta": self.beta_of(round_index), "labels": float(self.labels),
                 "round_labels": float(new), "dataset_size": float(len(self)),
                 "expert_executed": float(executed.mean()) if len(executed) else 0.0}
 
     def save_round(self, store: Path, round_index: int, episodes: list[Episode]) -> Path:
-        """Round ``round_index``'s labelled episodes as a Minari dataset in ``store`` (actions: the expert's labels).
-        A round of the same index left by an interrupted run past its last checkpoint is replaced: the resumed run
-        collects it again."""
-        from lrl.data.demos import write_minari
+        """Round ``round_index``'s labelled episodes as the Minari dataset ``dagger/round-NNN-v0`` of ``store`` (the run
+        directory; actions: the expert's labels; each episode's reset seed in its metadata). A round of that index
+        left by an interrupted run past its last checkpoint is replaced: the resumed run collects it again."""
+        from lrl.data.minari_io import write_minari
 
         dataset_id = round_id(round_index)
         stale = store / dataset_id
@@ -203,10 +204,12 @@ class DaggerDataModule(RoundsDataModule):
             log.info("replacing %s, left by the run before it resumed", stale)
             shutil.rmtree(stale)
         data = [{"observations": e.observations, "actions": e.records["label"], "rewards": e.rewards,
-                 "terminations": e.terminations, "truncations": e.truncations} for e in episodes]
+                 "terminations": e.terminations, "truncations": e.truncations,
+                 "seed": episode_seed(self.seed, round_index, e.index)} for e in episodes]
         beta = self.beta_of(round_index)
         return write_minari(dataset_id, data, spec=self.spec, env_id=self.env_cfg.id,
-                            env_kwargs=dict(self.env_cfg.kwargs) or None, store=store, algorithm_name="lrl dagger",
+                            env_kwargs=dict(self.env_cfg.kwargs), max_episode_steps=self.env_cfg.max_episode_steps,
+                            store=store, algorithm_name="lrl dagger",
                             description=f"DAgger round {round_index} (beta={beta:g}): states visited by the "
                                         f"beta-mixture, actions labelled by the expert {self.expert.ref}")
 
@@ -220,5 +223,5 @@ class DaggerDataModule(RoundsDataModule):
 
 
 def round_id(round_index: int) -> str:
-    """The Minari dataset id of a saved round (Minari ids carry a version)."""
-    return f"round-{round_index:03d}-v0"
+    """The Minari dataset id of a saved round in the run directory (Minari ids carry a version)."""
+    return f"dagger/round-{round_index:03d}-v0"

@@ -343,12 +343,16 @@ class RoundsDataModule(RankedDataModule):
             local = self.env_cfg.num_envs // self.world_size
             self.envs = gym.vector.SyncVectorEnv([env_fn(self.env_cfg) for _ in range(local)])
             if self._pending_state is None and not self.chunks:
-                first = self.initial_data()
-                if first is not None:  # round 0 is the given data: the first collection is round 1
-                    self._add(first)
-                    self.round, self.phase = 1, "train"
+                self._start()
             self._restore_pending()
         return BatchStream(self)
+
+    def _start(self) -> None:
+        """A fresh run: the initial data, if any, is round 0 and the first collection is round 1."""
+        first = self.initial_data()
+        if first is not None:
+            self._add(first)
+            self.round, self.phase = 1, "train"
 
     def teardown(self, stage: str) -> None:
         self.final_clock = self.clock

@@ -189,3 +189,30 @@ def test_check_args_refuses_a_budget_smaller_than_a_batch() -> None:
         DaggerDataModule.check_args(args, ENV, Schedule(), consumes, 1)
     with pytest.raises(RecipeError, match=r"env\.vectorization=async"):
         DaggerDataModule.check_args(args, ENV.model_copy(update={"vectorization": "async"}), Schedule(), consumes, 1)
+
+
+def test_demonstrations_are_round_zero_and_each_round_is_saved_as_a_minari_dataset(tmp_path: Any) -> None:
+    from lrl.data.minari_io import read_minari, write_minari
+
+    expert_round = _source(episodes_per_round=2)
+    episodes = expert_round.collect_round(0)
+    assert episodes is not None
+    demos = [{"observations": e.observations, "actions": e.actions, "rewards": e.rewards,
+              "terminations": e.terminations, "truncations": e.truncations} for e in episodes]
+    write_minari("cartpole/expert-v0", demos, spec=CARTPOLE, env_id="CartPole-v1")
+    dm = _source(dataset="cartpole/expert-v0", beta_schedule="exponential", beta=1.0, beta_decay=0.5)
+    dm._start()
+    assert dm.round == 1 and dm.phase == "train" and len(dm) == 1000 and dm.labels == 0  # demos are not queries
+    assert torch.equal(dm.chunks[0]["observation"], transitions(episodes)["observation"])
+    assert set(dm.chunks[0]) == {"observation", "action", "next/observation", "next/reward", "next/terminated",
+                                 "next/truncated", "next/done"}
+    eps = dm.collect_round(1)
+    assert eps is not None and 0 < np.mean(np.concatenate([e.records["expert"] for e in eps])) < 1  # β_1 = 0.5
+    dm._add(dm.to_transitions(eps))
+    saved = dm.save_round(tmp_path, 1, eps)
+    assert saved == tmp_path / "dagger" / "round-001-v0"
+    flat, spec = read_minari(str(saved))
+    assert spec.action_kind == "discrete" and len(flat["action"]) == len(dm.chunks[1]["action"])
+    for key in ("observation", "action", "next/observation", "next/done"):
+        assert torch.equal(flat[key], dm.chunks[1][key]), key
+    assert dm.save_round(tmp_path, 1, eps) == saved  # a round left by an interrupted run is replaced

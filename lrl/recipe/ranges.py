@@ -190,6 +190,7 @@ RULES: dict[str, Rule] = {
     "max_weight": real(gt=0, null=True),
     "sync_every": COUNT,
     "policy_epochs": integer(ge=1, null=True),  # offpg: None = all data.epochs
+    "l2_coef": COEF,  # bc: weight of the explicit L2 penalty on the policy's weights
     # --- trust region (npg/trpo) ---------------------------------------------------------------------------------
     "max_kl": real(gt=0),
     "backtrack_coef": real(gt=0, lt=1),

@@ -186,7 +186,7 @@ class DaggerDataModule(RoundsDataModule):
         self.labels += new
         trainer = self.trainer
         if self.save_rounds and episodes and trainer is not None and trainer.is_global_zero:
-            self.save_round(Path(trainer.default_root_dir), round_index, episodes)
+            self.save_round(Path(trainer.default_root_dir).resolve(), round_index, episodes)  # Minari needs it absolute
         executed = np.concatenate([e.records["expert"] for e in episodes]) if episodes else np.zeros(0)
         return {"round": float(round_index), "beta": self.beta_of(round_index), "labels": float(self.labels),
                 "round_labels": float(new), "dataset_size": float(len(self)),

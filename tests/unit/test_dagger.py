@@ -216,3 +216,16 @@ def test_demonstrations_are_round_zero_and_each_round_is_saved_as_a_minari_datas
     for key in ("observation", "action", "next/observation", "next/done"):
         assert torch.equal(flat[key], dm.chunks[1][key]), key
     assert dm.save_round(tmp_path, 1, eps) == saved  # a round left by an interrupted run is replaced
+
+
+def test_under_ddp_the_ranks_split_the_cap_and_meet_it_exactly() -> None:
+    """Each rank runs every W-th episode and takes its share of the remaining labels; together they meet it."""
+    dm = _source(episodes_per_round=5)
+    step = dm.mixture(1.0)
+    got = []
+    for rank in (0, 1):
+        dm.world_size, dm.rank = 2, rank
+        eps = dm.collect_episodes(1, 5, step, cap=37)
+        assert [e.index for e in eps] == list(range(rank, 5, 2))[: len(eps)]
+        got.append(sum(len(e) for e in eps))
+    assert got == [19, 18]

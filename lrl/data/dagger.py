@@ -1,4 +1,4 @@
-"""DAgger as a data source (Ross, Gordon & Bagnell 2011; Levine §2.1, Algorithm 1; Yin §13.2): the learner's update
+"""DAgger as a data source (Ross, Gordon & Bagnell 2011; Yin §2.1, Algorithm 1; Rossi §13.2): the update
 is behavioural cloning's, unchanged; what DAgger changes is the data it clones from.
 
 1. train π_θ on the expert data D (given demonstrations, or round 0: episodes of the expert itself);
@@ -13,8 +13,8 @@ Round 0 without demonstrations is the expert alone (β₀ = 1): the untrained le
 reports β_i = 𝟙[i = 0] (``constant`` with β = 0, the default) often works best.
 
 Why it helps: cloning the expert's state distribution leaves the learner's own mistakes unlabelled, so errors
-compound, O(εT²) over a horizon T; training on the states the learner visits bounds it by O(εT) (Ross et al. 2011,
-Theorem 3.2; Levine §2.1).
+compound, O(εT²) over a horizon T; training on the states the learner visits bounds it by O(εT) (Ross et al. 2011;
+Yin §2.1).
 
 ``label_budget`` caps the expert labels this run asks for (the initial demonstrations are not counted): collection
 stops exactly there (the last round is cut mid-episode, its cut step marked truncated) and training goes on over

@@ -1,5 +1,5 @@
 """DAgger's rounds without a trainer: what each round adds to the aggregate, who labels and who acts, the β-mixture and
-its schedules, the label budget, and the episode seeding (Ross et al. 2011; Levine §2.1)."""
+its schedules, the label budget, and the episode seeding (Ross et al. 2011; Yin §2.1)."""
 
 from __future__ import annotations
 

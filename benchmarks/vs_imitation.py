@@ -67,7 +67,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from vs_imitation_side import expert_actions, load_expert  # noqa: E402  (the numpy expert, shared by both sides)
+from vs_imitation_side import expert_actions  # noqa: E402  (the numpy expert, shared by both sides)
 
 DEFAULT_VENV = HERE / ".venv-imitation"
 IMITATION_VERSION = "1.0.1"
@@ -325,20 +325,44 @@ def bc_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def dagger_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
-    """``dagger/<env>`` (algo: bc, data: dagger) → ``dagger.SimpleDAggerTrainer`` with the same BC learner.
-    Filled in against lrl's dagger source's arguments (see the section docstring of ``_dagger_data``)."""
+    """``dagger/<env>`` (algo: bc, data: dagger) → ``dagger.SimpleDAggerTrainer`` around the same BC learner.
+
+    Same: round 0 is the expert alone (lrl without ``data.dataset``: β₀ = 1; imitation: the β schedule below gives
+    1 at round 0), then β_i from lrl's schedule (``constant`` β, ``linear`` β·max(0, 1 − i/beta_rounds),
+    ``exponential`` β·decay^i; imitation takes any callable), the β coin thrown per step, every visited state
+    labelled by the expert, the aggregate never replaced, ``steps_per_round`` gradient steps of ``batch_size`` after
+    each round (``bc_train_kwargs={"n_batches": ...}``), and after the last round the rest of ``budget.steps`` on
+    the final aggregate (lrl trains on until its budget; the imitation side calls ``BC.train`` once more).
+    The learner acts with its mode when lrl's ``deterministic`` is true: imitation samples from the policy by default
+    (``policy.predict(obs)``), so the imitation side's collector is given ``predict(obs, deterministic=True)``,
+    the one change made to imitation's DAgger.
+    Different (no key removes it): lrl stops collecting exactly at ``label_budget`` (the last episode cut), imitation
+    finishes the round (``total_timesteps`` is a lower bound; the labels it used are reported); an imitation round
+    holds at least ``batch_size`` steps (more episodes when the learner's are short), an lrl round exactly
+    ``episodes_per_round`` episodes. Refused: initial demonstrations (``data.dataset``), ``data.streams``."""
     job = _bc_algo(recipe, _discrete(recipe))
-    job.update(_dagger_data(recipe, job))
+    if recipe["data"]["name"] != "dagger":
+        raise MappingError(f"data.name={recipe['data']['name']!r}: DAgger is compared on the dagger source")
+    data = _Section("data", recipe["data"])
+    data.ignore("expert", "label_budget")  # set by the benchmark: the same expert and budget on both sides
+    data.ignore("save_rounds")  # lrl writes each round as a Minari dataset, imitation each episode to its scratch dir
+    data.expect("dataset", None, why="imitation's SimpleDAggerTrainer would take them as expert_trajs, not compared")
+    data.expect("streams", None, why="imitation's BC reads one dataset")
+    job.update(
+        batch_size=data.take("batch_size"), round_min_episodes=data.take("episodes_per_round"),
+        round_min_timesteps=0,  # imitation raises it to batch_size itself
+        beta={"schedule": data.take("beta_schedule"), "beta": data.take("beta"), "decay": data.take("beta_decay"),
+              "rounds": data.take("beta_rounds")},
+        bc_train_kwargs={"n_batches": data.take("steps_per_round")},
+        deterministic=bool(data.take("deterministic")),
+    )
+    data.done()
+    budget = recipe["budget"]
+    if not budget.get("steps"):
+        raise MappingError(f"budget {budget}: DAgger is compared in gradient steps")
+    job["total_gradient_steps"] = int(budget["steps"])
     job["env_id"] = recipe["env"]["id"]
     return job
-
-
-def _dagger_data(recipe: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    data = _Section("data", recipe["data"])
-    data.ignore("expert", "label_budget")  # set by the benchmark
-    job["batch_size"] = data.take("batch_size")
-    data.done()
-    return {}
 
 
 def _discrete(recipe: dict[str, Any]) -> bool:
@@ -366,7 +390,8 @@ def _lrl_overrides(method: str, budget: int, seed: int, ctx: Ctx) -> list[str]:
     common = [f"seed={seed}", "eval.every=0", "eval.final=false", "checkpoint.every=0"]
     if method == "bc":
         return [f"data.dataset={DATASET_ID}", f"data.max_samples={budget}", *common]
-    return [f"data.expert={ctx.args.expert}", f"data.label_budget={budget}", *common]
+    return [f"data.expert={ctx.args.expert}", f"data.label_budget={budget}",
+            f"data.episodes_per_round={ctx.args.dagger_episodes_per_round}", *common]
 
 
 def resolve(method: str, budget: int, ctx: Ctx) -> dict[str, Any]:
@@ -613,6 +638,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--demo-episodes", type=int, help="expert episodes to record (default: enough for the budgets)")
     p.add_argument("--bc-recipe", default="bc/cartpole")
     p.add_argument("--dagger-recipe", default="dagger/cartpole")
+    p.add_argument("--dagger-episodes-per-round", type=int, default=1,
+                   help="lrl's data.episodes_per_round = imitation's rollout_round_min_episodes (default 1: with the "
+                        "recipe's 4, budgets up to 2000 are spent on round 0 alone, 4 expert episodes of 500 steps)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process (default 1)")
     p.add_argument("--quick", action="store_true", help="smoke check: 1 seed, budget 500, 5 evaluation episodes")
     p.add_argument("--venv", default=str(DEFAULT_VENV), help=f"the imitation venv (default {DEFAULT_VENV})")

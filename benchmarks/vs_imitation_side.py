@@ -188,17 +188,19 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
         expert = _numpy_expert_policy(load_expert(job["expert"]), venv.observation_space, venv.action_space)
         trainer = _bc_trainer(job, venv, rng, None)
+        quiet = {"on_batch_end": count, "log_rollouts_venv": None, "progress_bar": False, "log_interval": 10**9}
         with tempfile.TemporaryDirectory() as scratch:
-            dt = dagger.SimpleDAggerTrainer(
-                venv=venv, scratch_dir=scratch, expert_policy=expert, bc_trainer=trainer, rng=rng,
-                beta_schedule=dagger.LinearBetaSchedule(int(job["beta_rampdown_rounds"])),
-            )
+            cls = _mode_dagger_class() if job["deterministic"] else dagger.SimpleDAggerTrainer
+            dt = cls(venv=venv, scratch_dir=scratch, expert_policy=expert, bc_trainer=trainer, rng=rng,
+                     beta_schedule=_BetaSchedule(**job["beta"]))
             t_fit = time.perf_counter()
             dt.train(total_timesteps=int(job["label_budget"]),
                      rollout_round_min_episodes=int(job["round_min_episodes"]),
                      rollout_round_min_timesteps=int(job["round_min_timesteps"]),
-                     bc_train_kwargs=dict(job["bc_train_kwargs"], on_batch_end=count, log_rollouts_venv=None,
-                                          progress_bar=False, log_interval=10**9))
+                     bc_train_kwargs=dict(job["bc_train_kwargs"], **quiet))
+            rest = int(job["total_gradient_steps"]) - steps[0]
+            if rest > 0:  # lrl trains on over the final aggregate until its budget of gradient steps
+                trainer.train(n_batches=rest, **quiet)
             t1 = time.perf_counter()
             labels = sum(len(traj.acts) for traj in dt._all_demos)  # every step of every round is labelled
             out["rounds"] = int(dt.round_num)
@@ -211,6 +213,37 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     arr = np.asarray(returns)
     return dict(out, train_s=t1 - t0, fit_s=t1 - t_fit, eval_s=eval_s, labels=int(labels), gradient_steps=steps[0],
                 return_mean=float(arr.mean()), return_std=float(arr.std()), returns=returns)
+
+
+class _BetaSchedule:
+    """β_i of lrl's dagger source: 1 in round 0 (the expert alone: no demonstrations given), then ``constant`` β,
+    ``linear`` β·max(0, 1 − i/rounds) or ``exponential`` β·decay^i."""
+
+    def __init__(self, schedule: str, beta: float, decay: float, rounds: int) -> None:
+        self.schedule, self.beta, self.decay, self.rounds = schedule, beta, decay, rounds
+
+    def __call__(self, round_num: int) -> float:
+        if round_num == 0:
+            return 1.0
+        if self.schedule == "constant":
+            return self.beta
+        if self.schedule == "linear":
+            return self.beta * max(0.0, 1.0 - round_num / self.rounds)
+        return self.beta * self.decay**round_num
+
+
+def _mode_dagger_class() -> Any:
+    from imitation.algorithms import dagger
+
+    class ModeDAgger(dagger.SimpleDAggerTrainer):
+        """imitation's DAgger with the learner acting by its mode (its default samples from the policy)."""
+
+        def create_trajectory_collector(self) -> Any:
+            collector = super().create_trajectory_collector()
+            collector.get_robot_acts = lambda obs: self.bc_trainer.policy.predict(obs, deterministic=True)[0]
+            return collector
+
+    return ModeDAgger
 
 
 class _ExpertPredict:

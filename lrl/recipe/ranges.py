@@ -227,9 +227,18 @@ RULES: dict[str, Rule] = {
     "buffer_device": Rule("device", nullable=True),  # None = the module's device
     # --- data: offline and named streams (docs/contract.md §5) ------------------------------------------------------
     "path": Rule("path"),  # a dataset file; whether it exists and holds a dataset is checked when it is read
-    "dataset": Rule("path", note="a Minari dataset id or directory"),  # checked when its metadata is read
+    # a Minari dataset id or directory, checked when its metadata is read; null where a source makes it optional
+    "dataset": Rule("path", nullable=True, note="a Minari dataset id or directory"),
     "max_samples": integer(ge=1, null=True),  # None = every transition of the dataset
     "streams": Rule("streams", nullable=True),
+    # --- data: DAgger (docs/dagger.md) -----------------------------------------------------------------------------
+    "expert": Rule("path", note="an lrl run directory, a .ckpt file or package.module:function"),
+    "episodes_per_round": COUNT,
+    "label_budget": integer(ge=1, null=True),  # None = no limit
+    "steps_per_round": COUNT,
+    "beta": UNIT,  # a probability: executing the expert's action
+    "beta_decay": UNIT,  # β_i = β·decay^i: 1 keeps β, 0 leaves the expert only round 0
+    "beta_rounds": COUNT,  # the linear schedule reaches 0 after this many rounds
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.

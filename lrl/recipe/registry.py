@@ -28,6 +28,7 @@ ALGORITHMS: dict[str, str] = {
 }
 
 DATAMODULES: dict[str, str] = {
+    "dagger": "lrl.data.dagger:DaggerDataModule",
     "demos": "lrl.data.demos:DemosDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",

@@ -422,27 +422,33 @@ def run_lrl(method: str, budget: int, seed: int, ctx: Ctx) -> dict[str, Any]:
     proc_s = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{tag} failed (exit {proc.returncode}): {' '.join(cmd)}\n{_tail(log)}")
-    train_s = _mlflow_duration(mlflow.MlflowClient(ctx.uri), run_dir)
+    facts = _mlflow_facts(mlflow.MlflowClient(ctx.uri), run_dir, method, budget)
     t_eval = time.perf_counter()
     ev = evaluate_run(run_dir, episodes=ctx.args.episodes, seed=ctx.args.eval_seed)
-    return {"side": "lrl", "method": method, "budget": budget, "seed": seed, "proc_s": proc_s, "train_s": train_s,
+    return {"side": "lrl", "method": method, "budget": budget, "seed": seed, "proc_s": proc_s, **facts,
             "eval_s": time.perf_counter() - t_eval, "return_mean": float(ev["return_mean"]),
             "return_std": float(ev["return_std"]), "returns": [float(r) for r in ev["returns"]],
-            "clock": ev["clock"], "clock_unit": ev["clock_unit"], "labels": _lrl_labels(method, budget, run_dir)}
+            "gradient_steps": ev["clock"] if ev["clock_unit"] == "steps" else None}
 
 
-def _mlflow_duration(client: Any, run_dir: Path) -> float:
-    """The MLflow run's start-to-end time, found by its ``lrl.run_dir`` tag."""
+def _mlflow_facts(client: Any, run_dir: Path, method: str, budget: int) -> dict[str, Any]:
+    """From the run's MLflow record (found by its ``lrl.run_dir`` tag): its start-to-end time, and for DAgger the
+    labels it asked the expert for and its rounds (the source's ``dagger/labels``, ``dagger/round``); BC reads
+    exactly ``max_samples`` rows."""
     ids = [e.experiment_id for e in client.search_experiments()]
-    for run in client.search_runs(ids, filter_string=f"tags.`lrl.run_dir` = '{run_dir.resolve()}'"):
-        if run.info.end_time:
-            return (run.info.end_time - run.info.start_time) / 1000.0
-    return float("nan")
-
-
-def _lrl_labels(method: str, budget: int, run_dir: Path) -> int:
-    """Expert labels the lrl run used: BC reads ``max_samples`` rows; DAgger meets its label budget exactly."""
-    return budget
+    found = client.search_runs(ids, filter_string=f"tags.`lrl.run_dir` = '{run_dir.resolve()}'")
+    if not found or not found[0].info.end_time:
+        return {"train_s": float("nan"), "labels": budget}
+    run = found[0]
+    out: dict[str, Any] = {"train_s": (run.info.end_time - run.info.start_time) / 1000.0, "labels": budget}
+    if method == "dagger":
+        labels = client.get_metric_history(run.info.run_id, "dagger/labels")
+        rounds = client.get_metric_history(run.info.run_id, "dagger/round")
+        if labels:
+            out["labels"] = int(max(m.value for m in labels))
+        if rounds:
+            out["rounds"] = int(max(m.value for m in rounds)) + 1
+    return out
 
 
 def run_imitation(method: str, budget: int, seed: int, job: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -516,19 +522,25 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _labels(side: dict[str, Any]) -> str:
+    lo, hi = min(side["labels"], default=0), max(side["labels"], default=0)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("\n| method | labels | lrl return (mean ± sd over seeds) | imitation return | lrl proc_s | imitation "
-          "proc_s | ratio proc_s | ratio train_s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| method | budget | labels used lrl / imitation | lrl return | imitation return | lrl proc_s | "
+          "imitation proc_s | lrl/imitation proc_s | lrl/imitation train_s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         a, b = row["lrl"], row["imitation"]
-        print(f"| {row['method']} | {row['budget']} | {a['mean_return']:.1f} ± {a['std_over_seeds']:.1f} "
-              f"(n={a['seeds']}) | {b['mean_return']:.1f} ± {b['std_over_seeds']:.1f} (n={b['seeds']}) | "
-              f"{a['median_proc_s']:.1f} | {b['median_proc_s']:.1f} | {row['ratio_proc_s']:.2f} | "
-              f"{row['ratio_train_s']:.2f} |")
-    allp = [r["ratio_proc_s"] for r in rows]
-    print(f"\nmedian wall-clock ratio lrl/imitation over all cells: proc_s {_median(allp):.2f}, "
-          f"train_s {_median([r['ratio_train_s'] for r in rows]):.2f}")
+        print(f"| {row['method']} | {row['budget']} | {_labels(a)} / {_labels(b)} | "
+              f"{a['mean_return']:.1f} ± {a['std_over_seeds']:.1f} | {b['mean_return']:.1f} ± "
+              f"{b['std_over_seeds']:.1f} | {a['median_proc_s']:.1f} | {b['median_proc_s']:.1f} | "
+              f"{row['ratio_proc_s']:.2f} | {row['ratio_train_s']:.2f} |")
+    print("\nreturns: mean over seeds of each run's mean over the evaluation episodes, ± their sd over seeds; times: "
+          "medians over seeds; ratios: median of the per-seed ratios")
+    proc, train = _median([r["ratio_proc_s"] for r in rows]), _median([r["ratio_train_s"] for r in rows])
+    print(f"median wall-clock ratio lrl/imitation over all cells: proc_s {proc:.2f}, train_s {train:.2f}")
 
 
 # --- driver ------------------------------------------------------------------------------------------------------
@@ -610,9 +622,11 @@ def _drive(ctx: Ctx) -> int:
                         r = (run_lrl(method, budget, seed, ctx) if side == "lrl"
                              else run_imitation(method, budget, seed, jobs[method], ctx))
                         runs.append(r)
-                        print(f"{side:<9} {method:<6} labels {r['labels']:>6} seed {seed}  proc_s {r['proc_s']:6.1f}"
-                              f"  train_s {r['train_s']:6.1f}  return {r['return_mean']:7.1f} ± "
-                              f"{r['return_std']:5.1f}", flush=True)
+                        rounds = f"rounds {r['rounds']:>3}" if "rounds" in r else " " * 10
+                        print(f"{side:<9} {method:<6} budget {budget:>6} seed {seed}  labels {r['labels']:>6} "
+                              f"{rounds} steps {r.get('gradient_steps') or '-':>6}  proc_s {r['proc_s']:6.1f}  "
+                              f"train_s {r['train_s']:6.1f}  return {r['return_mean']:7.1f} ± {r['return_std']:5.1f}",
+                              flush=True)
     finally:
         rows = summarize(runs) if runs else []
         if rows:

@@ -86,7 +86,7 @@ class CurriculumStage(_Section):
 
 
 class CurriculumConfig(_Section):
-    """A fixed sequence of stages (Yin ch. 12): advance one stage when the ``metric`` over the last ``window``
+    """A fixed sequence of stages (Rossi ch. 12): advance one stage when the ``metric`` over the last ``window``
     training episodes of the current stage reaches ``threshold``; never skip one (docs/shaping.md)."""
 
     stages: list[CurriculumStage] = Field(..., min_length=2)

@@ -1,4 +1,4 @@
-"""The contract every registered algorithm meets (DESIGN.md §5, §6), one parametrised case per algorithm:
+"""The contract every registered algorithm meets, one parametrised case per algorithm:
 
 * it trains through the launcher on a tiny budget;
 * a run of N frames and the same run resumed from its checkpoint at N/2 end with *everything* in the checkpoint

@@ -18,12 +18,7 @@ import yaml
 
 from lrl.data.dataset import save_dataset
 from lrl.spec import spec_from_spaces
-
-
-def cartpole_controller(obs: np.ndarray) -> np.ndarray:
-    """a = 1 if θ + 0.5·θ̇ > 0 else 0, on a batch of CartPole observations (x, ẋ, θ, θ̇)."""
-    obs = np.asarray(obs)
-    return (obs[..., 2] + 0.5 * obs[..., 3] > 0).astype(np.int64)
+from tests.experts import cartpole_pd as cartpole_controller  # a = 1[θ + 0.5·θ̇ > 0]
 
 
 def cartpole_episodes(episodes: int, seed: int = 0, max_steps: int | None = None) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ def cartpole_pd(obs: np.ndarray) -> np.ndarray:
     """Push the cart towards where the pole is falling: a proportional-derivative rule on the pole angle θ and its
     angular velocity θ̇ (action 1 = push right when θ + 0.5·θ̇ > 0). Balances CartPole-v1 for the full 500 steps."""
     obs = np.asarray(obs)
-    return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
+    return (obs[..., 2] + 0.5 * obs[..., 3] > 0).astype(np.int64)
 
 
 def pendulum_pd(obs: np.ndarray) -> np.ndarray:

@@ -135,7 +135,7 @@ def _actor_candidates(module: Any) -> list[tuple[list[Any], list[str], str, dict
 
     from lrl.networks.heads import CategoricalHead, GaussianHead, TanhGaussianHead
 
-    found = []
+    found: list[tuple[list[Any], list[str], str, dict[str, np.ndarray]]] = []
     for sub in module.modules():
         head = getattr(sub, "head", None)
         body = getattr(sub, "actor_body", None) or getattr(sub, "body", None)
@@ -164,7 +164,7 @@ def export_expert(ref: str, out: Path, check_obs: np.ndarray) -> dict[str, Any]:
     if policy.obs_stats is not None:
         base.update(obs_mean=np.asarray(policy.obs_stats["mean"], np.float64),
                     obs_var=np.asarray(policy.obs_stats["var"], np.float64), clip_obs=np.asarray(policy.clip_obs))
-    if policy._low is not None:
+    if policy._low is not None and policy._high is not None:
         base.update(low=policy._low, high=policy._high)
     rng = np.random.default_rng(0)
     obs = np.concatenate([check_obs, check_obs + rng.normal(0, 0.1, check_obs.shape)]).astype(np.float32)
@@ -185,7 +185,7 @@ def export_expert(ref: str, out: Path, check_obs: np.ndarray) -> dict[str, Any]:
             ok = agree < 1e-4
         if ok:
             tmp = out.with_suffix(".tmp.npz")
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]
             tmp.replace(out)
             return {"kind": kind, "layers": [tuple(a.shape) for k, a in arrays.items() if k.startswith("W")],
                     "activations": acts, "normalised": "obs_mean" in arrays, "checked_on": len(obs),
@@ -231,7 +231,7 @@ def demos_npz(n: int, out: Path) -> np.ndarray:
     if nxt is not None:
         arrays["next_obs"] = nxt.astype(np.float32)
     tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(out)
     return obs
 
@@ -564,13 +564,15 @@ def driver(args: argparse.Namespace) -> int:
 
 
 def _episodes_needed(expert: str, budget: int) -> int:
+    import gymnasium as gym
+
     from lrl.evaluate import read_checkpoint, resolve_checkpoint
     from lrl.recipe import validate
 
-    recipe = validate(read_checkpoint(resolve_checkpoint(expert))["lrl"]["recipe"], source="expert")
-    import gymnasium as gym
-
-    steps = recipe.env.max_episode_steps or gym.spec(recipe.env.id).max_episode_steps or 1000
+    env = validate(read_checkpoint(resolve_checkpoint(expert))["lrl"]["recipe"], source="expert").env
+    if env is None:
+        raise SystemExit(f"the expert {expert} has no env: section to record demonstrations in")
+    steps = env.max_episode_steps or gym.spec(env.id).max_episode_steps or 1000
     return math.ceil(budget / steps) + 1
 
 

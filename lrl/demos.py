@@ -166,8 +166,8 @@ def record(expert_ref: str, episodes: int, out: str, env_id: str | None = None, 
     cfg = resolve_env(expert, env_id)
     try:
         spec = probe_env_spec(cfg)
-    except RecipeError as err:
-        raise RecipeError(f"--env={env_id}: {err.message}" if env_id else err.message) from None
+    except RecipeError as err:  # "env.id=X: cannot be built (...)": name the option the user gave
+        raise RecipeError(err.message.replace("env.id=", "--env=", 1) if env_id else err.message) from None
     expert.check_spec(spec, "expert")
     if spec.action_kind == "discrete" and noise > 1:
         raise RecipeError(f"--noise={noise}: for discrete actions it is the probability of a random action, in [0, 1]")

@@ -55,6 +55,19 @@ def cartpole_dataset(path: Path, episodes: int = 2, seed: int = 0, max_steps: in
     return save_dataset(path, cartpole_episodes(episodes, seed, max_steps), spec)
 
 
+def pendulum_dataset(path: Path, n: int = 512, seed: int = 0) -> Path:
+    """Continuous demonstrations: Pendulum-v1 states (cos θ, sin θ, θ̇) drawn at random, labelled by a linear
+    controller a = clip(−(2 sin θ + 0.5 θ̇), −2, 2); for the Gaussian-policy runs (no learning bar)."""
+    env = gym.make("Pendulum-v1")
+    spec = spec_from_spaces("Pendulum-v1", env.observation_space, env.action_space)
+    env.close()
+    g = torch.Generator().manual_seed(seed)
+    theta, speed = (torch.rand(n, generator=g) * 2 - 1) * np.pi, (torch.rand(n, generator=g) * 2 - 1) * 8
+    obs = torch.stack([theta.cos(), theta.sin(), speed], -1)
+    action = (-(2 * obs[:, 1] + 0.5 * obs[:, 2])).clamp(-2, 2)[:, None]
+    return save_dataset(path, {"observation": obs, "action": action}, spec)
+
+
 def bc_recipe(tmp: Path, dataset: Path, **sections: Any) -> Path:
     """A small BC recipe on an lrl dataset file (``offline`` source), evaluated in CartPole-v1; ``sections``
     replace whole top-level sections."""

@@ -20,6 +20,12 @@ episode ends, so every rollout starts a fresh episode in every env. Layout ``[nu
 ``mask`` (False on padding); padding steps are marked ``terminated`` and ``done`` (reward 0) so that every
 estimator cuts there, and ``frames`` counts only the steps actually taken.
 
+Shaped training envs (``env.shaping``, :mod:`lrl.data.shaping`) report the env's own reward in ``info``: episode
+returns (``pop_episodes``, ``train/episode_return``) then count that, and the reward the learner sees goes into
+``next/reward`` as always (before any reward scaling). With ``track_extras`` (set by a source with shaping or a
+curriculum) every finished episode also leaves ``(shaped return, success)`` in :meth:`pop_extras` (NaN where
+unknown); otherwise nothing is kept and a step costs one extra dict look-up.
+
 A policy with per-env exploration state (e.g. Ornstein-Uhlenbeck noise) may define ``reset(done)`` (called with
 the boolean episode-end mask of a step where an episode ended) and ``exploration_state()`` /
 ``load_exploration_state(state)`` (saved and restored with the collector, per rank).
@@ -28,6 +34,7 @@ the boolean episode-end mask of a step where an episode ended) and ``exploration
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -41,6 +48,7 @@ from torchrl.collectors import BaseCollector
 
 from lrl.contract import CollectionPolicy
 from lrl.data.normalize import ObsNormalizer, RewardScaler
+from lrl.data.shaping import ENV_REWARD, env_reward, episode_success
 from lrl.spec import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -100,9 +108,12 @@ class VecEnvCollector(BaseCollector):
         self.total_frames = -1  # endless; BaseCollector.__len__ reads it
         self.completed: deque[tuple[float, int]] = deque(maxlen=episode_window)
         self.new_episodes: list[tuple[float, int]] = []
+        self.track_extras = False  # keep (shaped return, success) per finished episode (shaping, curricula)
+        self.new_extras: list[tuple[float, float]] = []
         obs, _ = env.reset(seed=[int(s) for s in env_seeds])  # type: ignore[arg-type]
         self._obs = np.asarray(obs)
-        self._ep_return = np.zeros(self.num_envs)
+        self._ep_return = np.zeros(self.num_envs)  # the env's own reward
+        self._ep_shaped = np.zeros(self.num_envs)  # the reward the learner sees (shaped envs only)
         self._ep_length = np.zeros(self.num_envs, np.int64)
         self._low = np.asarray(spec.action_low, np.float32) if spec.action_low else None
         self._high = np.asarray(spec.action_high, np.float32) if spec.action_high else None
@@ -144,12 +155,15 @@ class VecEnvCollector(BaseCollector):
                 if reset_policy is not None:
                     reset_policy(torch.from_numpy(done).to(self.device))
             next_buf[t] = self._normalize(final)
-            self._ep_return += reward
+            own = env_reward(info, N)
+            if own is None:
+                self._ep_return += reward
+            else:
+                self._ep_return += own
+                self._ep_shaped += reward
             self._ep_length += 1
-            for i in np.flatnonzero(done):
-                self.new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
-            self._ep_return[done] = 0.0
-            self._ep_length[done] = 0
+            if done.any():
+                self._finish(np.flatnonzero(done), info, own is not None)
             rew_buf[t] = self.reward_scaler(reward, done) if self.reward_scaler else reward
             term_buf[t], trunc_buf[t] = term, trunc
             self._obs = np.asarray(next_obs)
@@ -219,22 +233,28 @@ class VecEnvCollector(BaseCollector):
             reward = np.empty(len(idx))
             term, trunc = np.empty(len(idx), bool), np.empty(len(idx), bool)
             final = np.empty_like(raw)
+            own = np.empty(len(idx))
+            success = np.full(len(idx), np.nan)
+            shaped = False
             for j, i in enumerate(idx):
-                o, reward[j], term[j], trunc[j], _ = envs[i].step(action[j])
+                o, reward[j], term[j], trunc[j], info = envs[i].step(action[j])
+                own[j] = info.get(ENV_REWARD, reward[j])
+                shaped = shaped or ENV_REWARD in info
                 final[j] = o
                 if term[j] or trunc[j]:
+                    success[j] = episode_success(info)
                     o, _ = envs[i].reset()
                     active[i] = taken[i] + 1 < share  # its share is done and so is its episode: idle
                 self._obs[i] = o
             taken[idx] += 1
             done = term | trunc
             next_buf[t, idx] = self._normalize(final)
-            self._ep_return[idx] += reward
+            self._ep_return[idx] += own
+            if shaped:
+                self._ep_shaped[idx] += reward
             self._ep_length[idx] += 1
-            for i in idx[done]:
-                self.new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
-            self._ep_return[idx[done]] = 0.0
-            self._ep_length[idx[done]] = 0
+            for i, ok in zip(idx[done], success[done], strict=True):
+                self._end_episode(int(i), shaped, float(ok))
             rew_buf[t, idx] = self.reward_scaler(reward, done, idx) if self.reward_scaler else reward
             term_buf[t, idx], trunc_buf[t, idx], mask_buf[t, idx] = term, trunc, True
             t += 1
@@ -258,9 +278,28 @@ class VecEnvCollector(BaseCollector):
             device=self.device,
         )
 
+    def _finish(self, ended: np.ndarray, info: dict[str, Any], shaped: bool) -> None:
+        """Record the episodes of the sub-envs ``ended`` in this vector step (their last info is ``info``'s
+        ``final_info``)."""
+        for i in ended:
+            self._end_episode(int(i), shaped, episode_success(info, int(i)) if self.track_extras else math.nan)
+
+    def _end_episode(self, i: int, shaped: bool, success: float) -> None:
+        self.new_episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+        if self.track_extras:
+            self.new_extras.append((float(self._ep_shaped[i]) if shaped else math.nan, success))
+        self._ep_return[i] = self._ep_shaped[i] = 0.0
+        self._ep_length[i] = 0
+
     def pop_episodes(self) -> list[tuple[float, int]]:
-        """Episodes (return, length) completed since the last call, in raw (unscaled) reward."""
+        """Episodes (return, length) completed since the last call, in the env's own (unshaped, unscaled) reward."""
         out, self.new_episodes = self.new_episodes, []
+        return out
+
+    def pop_extras(self) -> list[tuple[float, float]]:
+        """(shaped return, success) of the same episodes as :meth:`pop_episodes`, in the same order, when
+        ``track_extras`` is on (NaN where there is no shaping or the env reports no success)."""
+        out, self.new_extras = self.new_extras, []
         return out
 
     # --- torchrl.collectors.BaseCollector -------------------------------------------------------------
@@ -285,7 +324,7 @@ class VecEnvCollector(BaseCollector):
             env_bytes = None
         return OrderedDict(
             env=env_bytes, mujoco=_mujoco_states(self.env), obs=self._obs.copy(),
-            ep_return=self._ep_return.copy(), ep_length=self._ep_length.copy(),
+            ep_return=self._ep_return.copy(), ep_length=self._ep_length.copy(), ep_shaped=self._ep_shaped.copy(),
             generator=self.generator.get_state(), frames=self.frames, completed=list(self.completed),
             obs_normalizer=self.obs_normalizer.state_dict() if self.obs_normalizer else None,
             reward_scaler=self.reward_scaler.state_dict() if self.reward_scaler else None,
@@ -300,6 +339,8 @@ class VecEnvCollector(BaseCollector):
                 _set_mujoco_states(self.env, state["mujoco"])
             self._obs = state["obs"].copy()
             self._ep_return, self._ep_length = state["ep_return"].copy(), state["ep_length"].copy()
+            if state.get("ep_shaped") is not None:  # checkpoints before shaping have none
+                self._ep_shaped = state["ep_shaped"].copy()
         else:
             log.warning("environment state was not saved (unpicklable env); open episodes restart from a reset")
         self.generator.set_state(state["generator"])

@@ -1,4 +1,4 @@
-"""DAgger as a data source (Ross, Gordon & Bagnell 2011; Levine §2.1, Algorithm 1; Yin §13.2): the learner's update
+"""DAgger as a data source (Ross, Gordon & Bagnell 2011; Yin §2.1, Algorithm 1; Rossi §13.2): the update
 is behavioural cloning's, unchanged; what DAgger changes is the data it clones from.
 
 1. train π_θ on the expert data D (given demonstrations, or round 0: episodes of the expert itself);
@@ -13,8 +13,8 @@ Round 0 without demonstrations is the expert alone (β₀ = 1): the untrained le
 reports β_i = 𝟙[i = 0] (``constant`` with β = 0, the default) often works best.
 
 Why it helps: cloning the expert's state distribution leaves the learner's own mistakes unlabelled, so errors
-compound, O(εT²) over a horizon T; training on the states the learner visits bounds it by O(εT) (Ross et al. 2011,
-Theorem 3.2; Levine §2.1).
+compound, O(εT²) over a horizon T; training on the states the learner visits bounds it by O(εT) (Ross et al. 2011;
+Yin §2.1).
 
 ``label_budget`` caps the expert labels this run asks for (the initial demonstrations are not counted): collection
 stops exactly there (the last round is cut mid-episode, its cut step marked truncated) and training goes on over
@@ -80,7 +80,7 @@ class DaggerDataModule(RoundsDataModule):
                  schedule: Schedule, expert: str, dataset: str | None = None, episodes_per_round: int = 10,
                  label_budget: int | None = None, steps_per_round: int = 500, beta_schedule: BetaSchedule = "constant",
                  beta: float = 0.0, beta_decay: float = 0.5, beta_rounds: int = 10, batch_size: int = 256,
-                 deterministic: bool = True, save_rounds: bool = True,
+                 deterministic: bool = True, save_rounds: bool = True, labels_per_round: int | None = None,
                  streams: dict[str, Any] | None = None) -> None:
         """
         Args:
@@ -97,6 +97,8 @@ class DaggerDataModule(RoundsDataModule):
             batch_size: samples per gradient step, global across ranks.
             deterministic: the learner acts with its deterministic action; false: it samples.
             save_rounds: save each collected round as a Minari dataset, ``<run_dir>/dagger/``.
+            labels_per_round: the most expert labels one round asks for (its last episode is cut there, marked
+                truncated); with a small ``label_budget`` this is what leaves labels for the learner's own rounds.
             streams: further named offline streams, ``{name: {path, batch_size}}``.
         """
         super().__init__(env=env, spec=spec, seed=seed, budget=budget, clock_unit=clock_unit, batch_size=batch_size,
@@ -105,7 +107,7 @@ class DaggerDataModule(RoundsDataModule):
         self.expert.check_spec(spec, "data.expert")
         self.dataset, self.episodes_per_round, self.label_budget = dataset, episodes_per_round, label_budget
         self.beta_schedule, self.beta, self.beta_decay, self.beta_rounds = beta_schedule, beta, beta_decay, beta_rounds
-        self.save_rounds = save_rounds
+        self.save_rounds, self.labels_per_round = save_rounds, labels_per_round
         self.labels = 0  # expert labels asked for so far, global
 
     # --- declarations ---------------------------------------------------------------------------------------------
@@ -174,8 +176,9 @@ class DaggerDataModule(RoundsDataModule):
         remaining = None if self.label_budget is None else self.label_budget - self.labels
         if remaining is not None and remaining <= 0:
             return None
+        caps = [c for c in (remaining, self.labels_per_round) if c is not None]
         return self.collect_episodes(round_index, self.episodes_per_round, self.mixture(self.beta_of(round_index)),
-                                     remaining)
+                                     min(caps) if caps else None)
 
     def to_transitions(self, episodes: list[Episode]) -> dict[str, torch.Tensor]:
         """The visited states with the expert's labels as ``action`` (not the executed mixture's)."""

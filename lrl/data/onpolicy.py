@@ -26,6 +26,7 @@ from tensordict import TensorDict
 
 from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.collector import VecEnvCollector, make_collector
+from lrl.data.curriculum import EpisodeExtras
 from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer, RewardScaler
 from lrl.data.ranked import BatchStream, RankedDataModule, distributed, gather
@@ -64,6 +65,8 @@ class OnPolicyDataModule(RankedDataModule):
         self._flat: TensorDict | None = None
         self._perm_gen = torch.Generator()
         self._perm_gen.manual_seed(seed + 104729)
+        # env.shaping / env.curriculum: shaped returns, the curriculum's stage and its advances
+        self.extras = EpisodeExtras(env, budget) if EpisodeExtras.wanted(env) else None
 
     # --- set-up -----------------------------------------------------------------------------------------
     @classmethod
@@ -116,12 +119,16 @@ class OnPolicyDataModule(RankedDataModule):
                 obs_normalizer=obs_norm, reward_scaler=rew_scale,
                 **({"complete_episodes": True} if self.complete_episodes else {}),
             )
+            if self.extras is not None:
+                self.extras.attach(self.collector)
             self._restore_pending()
         return BatchStream(self)
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
             self.final_clock = self.clock
+            if self.extras is not None:
+                self.extras.log(self.trainer, self.clock)  # the last points
             self.collector.shutdown()
             self.collector = None
 
@@ -172,7 +179,10 @@ class OnPolicyDataModule(RankedDataModule):
             self._queue = [idx for _ in range(self.epochs)
                            for idx in torch.randperm(n, generator=self._perm_gen).split(mb)]
         self.rollouts += 1
-        return self.collector.pop_episodes()
+        episodes = self.collector.pop_episodes()
+        if self.extras is not None:
+            self.extras.after_collect(self.collector, episodes, self.clock, self.trainer, all_ranks)
+        return episodes
 
     def next_batch(self) -> Batch:
         first = not self._queue
@@ -192,11 +202,15 @@ class OnPolicyDataModule(RankedDataModule):
             "rollouts": self.rollouts,
             "frames": self._frames,
             "rng": rng_state(trainer_device(self)),
+            "extras": self.extras.state_dict() if self.extras is not None else None,
         }
 
     def _load_rank_state(self, state: dict[str, Any]) -> None:
         if state["collector"] is not None and self.collector is not None:
             self.collector.load_state_dict(state["collector"])
+            if self.extras is not None:
+                self.extras.load_state_dict(state.get("extras"))
+                self.extras.attach(self.collector)  # an env that could not be pickled restarts at stage 0
         self._perm_gen.set_state(state["perm_gen"])
         self.rollouts = state["rollouts"]
         self._frames = state.get("frames", 0)

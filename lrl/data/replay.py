@@ -33,6 +33,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, RandomSampler, Re
 
 from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.collector import VecEnvCollector, make_collector
+from lrl.data.curriculum import EpisodeExtras
 from lrl.data.env import make_vec_env
 from lrl.data.normalize import ObsNormalizer
 from lrl.data.ranked import BatchStream, RankedDataModule, distributed, gather
@@ -109,6 +110,8 @@ class ReplayDataModule(RankedDataModule):
         self._uniform = UniformPolicy(spec)
         self._sample_gen = torch.Generator()
         self._sample_gen.manual_seed(seed + 15485863)
+        # env.shaping / env.curriculum: shaped returns, the curriculum's stage and its advances
+        self.extras = EpisodeExtras(env, budget) if EpisodeExtras.wanted(env) else None
 
     # --- set-up -----------------------------------------------------------------------------------------
     @classmethod
@@ -153,6 +156,8 @@ class ReplayDataModule(RankedDataModule):
                 obs_normalizer=ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )
             self.buffer = self._make_buffer(device)
+            if self.extras is not None:
+                self.extras.attach(self.collector)
             self._restore_pending()
         return BatchStream(self)
 
@@ -171,6 +176,8 @@ class ReplayDataModule(RankedDataModule):
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
             self.final_clock = self.clock
+            if self.extras is not None:
+                self.extras.log(self.trainer, self.clock)  # the last points
             self.collector.shutdown()
             self.collector = None
 
@@ -201,7 +208,11 @@ class ReplayDataModule(RankedDataModule):
                 norm.sync(gather if distributed() else None)
             self.buffer.extend(td.select(*KEYS))
             self.steps += 1
-            episodes += self.collector.pop_episodes()
+            finished = self.collector.pop_episodes()
+            if self.extras is not None:
+                self.extras.after_collect(self.collector, finished, self.clock, self.trainer,
+                                          gather if distributed() else None)
+            episodes += finished
             if self.clock >= self.learning_starts:
                 return episodes
 
@@ -231,11 +242,15 @@ class ReplayDataModule(RankedDataModule):
             "steps": self.steps,
             "buffer_len": len(self.buffer) if self.buffer is not None else 0,
             "rng": rng_state(trainer_device(self)),
+            "extras": self.extras.state_dict() if self.extras is not None else None,
         }
 
     def _load_rank_state(self, state: dict[str, Any]) -> None:
         if state["collector"] is not None and self.collector is not None:
             self.collector.load_state_dict(state["collector"])
+            if self.extras is not None:
+                self.extras.load_state_dict(state.get("extras"))
+                self.extras.attach(self.collector)  # an env that could not be pickled restarts at stage 0
         self._sample_gen.set_state(state["sample_gen"])
         self.steps = state["steps"]
         set_rng_state(state["rng"], trainer_device(self))

@@ -19,6 +19,7 @@ from lrl.contract import Consumes, schedule_of
 from lrl.errors import RecipeError
 from lrl.recipe.registry import algorithm_class, datamodule_class
 from lrl.recipe.schema import (
+    EnvConfig,
     Recipe,
     algo_arguments,
     bind_section,
@@ -137,11 +138,43 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         trainer = check_trainer(recipe.trainer)
         dm_cls.check_args(resolved_data, recipe.env, schedule_of(resolved_algo, consumes), consumes,
                           world_size(trainer), recipe.budget.amount)
-        if recipe.env is not None:
-            check_env_id(recipe.env.id)
+        env = recipe.env
+        if env is not None:
+            check_env_id(env.id)
+            env = _check_env_sections(env, resolved_algo, resolved_data)
     except RecipeError as err:
         raise RecipeError(f"{source}: {err.message}") from None
-    return recipe.model_copy(update={"algo": resolved_algo, "data": resolved_data, "trainer": trainer})
+    return recipe.model_copy(update={"algo": resolved_algo, "data": resolved_data, "trainer": trainer, "env": env})
+
+
+def _check_env_sections(env: EnvConfig, algo: dict[str, Any], data: dict[str, Any]) -> EnvConfig:
+    """``env.shaping`` and ``env.curriculum`` against the algorithm and the source (docs/shaping.md); returns the env
+    section with ``env.shaping.gamma`` resolved to ``algo.gamma``."""
+    if env.shaping is None and env.curriculum is None:
+        return env
+    section = "env.shaping" if env.shaping is not None else "env.curriculum"
+    if data.get("collector") == "torchrl":
+        raise RecipeError(f"{section}: needs data.collector=lean (TorchRL's stock collector reports neither the "
+                          "env's own reward nor stage changes); remove data.collector=torchrl")
+    if env.shaping is None:
+        return env
+    from lrl.data.shaping import POTENTIALS, PREDICATES, resolve
+
+    shaping = env.shaping
+    for i, bonus in enumerate(shaping.bonuses):
+        resolve(bonus.when, PREDICATES, f"env.shaping.bonuses[{i}].when")
+    if shaping.potential is None:
+        return env
+    resolve(shaping.potential, POTENTIALS, "env.shaping.potential")
+    gamma = algo.get("gamma")
+    if not isinstance(gamma, int | float) or isinstance(gamma, bool):
+        raise RecipeError(f"env.shaping.potential: algo.name={algo['name']} has no discount (algo.gamma); "
+                          "potential-based shaping adds γΦ(s') − Φ(s) with the learner's own γ. Use "
+                          "env.shaping.bonuses only, or an algorithm with a discount")
+    if shaping.gamma is not None and shaping.gamma != float(gamma):
+        raise RecipeError(f"env.shaping.gamma={shaping.gamma}: must be algo.gamma={gamma} (with another γ the "
+                          "optimal policy can change); leave it out, it is filled in from algo.gamma")
+    return env.model_copy(update={"shaping": shaping.model_copy(update={"gamma": float(gamma)})})
 
 
 def _check_init_from(value: Any, name: str, algo_cls: Any) -> str | None:

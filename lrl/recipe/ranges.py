@@ -235,6 +235,7 @@ RULES: dict[str, Rule] = {
     "expert": Rule("path", note="an lrl run directory, a .ckpt file or package.module:function"),
     "episodes_per_round": COUNT,
     "label_budget": integer(ge=1, null=True),  # None = no limit
+    "labels_per_round": integer(ge=1, null=True),  # None = whole episodes
     "steps_per_round": COUNT,
     "beta": UNIT,  # a probability: executing the expert's action
     "beta_decay": UNIT,  # β_i = β·decay^i: 1 keeps β, 0 leaves the expert only round 0

@@ -22,6 +22,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -48,6 +49,52 @@ class _Section(BaseModel):
         return data
 
 
+class ShapingBonus(_Section):
+    """A sub-goal bonus: ``bonus`` paid once per episode, on the first step whose next observation satisfies
+    ``when`` (a named predicate of :mod:`lrl.data.shaping` or ``package.module:function``). Not potential-based:
+    it can change the optimal policy (docs/shaping.md)."""
+
+    when: str = Field(..., min_length=1)
+    bonus: float = Field(..., allow_inf_nan=False)
+
+
+class ShapingConfig(_Section):
+    """Reward shaping of the training envs (docs/shaping.md): potential-based F = γΦ(s') − Φ(s) (Ng, Harada &
+    Russell 1999) with Φ = ``scale`` × ``potential``, and/or sub-goal ``bonuses``. Evaluation keeps the env's own
+    reward."""
+
+    potential: str | None = Field(None, min_length=1, description="a named potential or package.module:function")
+    scale: float = Field(1.0, allow_inf_nan=False, description="Φ = scale × potential(observations)")
+    gamma: float | None = Field(None, ge=0, le=1, description="the learner's discount: filled in from algo.gamma")
+    bonuses: list[ShapingBonus] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> ShapingConfig:
+        if self.potential is None and not self.bonuses:
+            raise ValueError("set potential (potential-based shaping) or bonuses (sub-goal bonuses), or remove "
+                             "env.shaping")
+        return self
+
+
+class CurriculumStage(_Section):
+    """One stage of a curriculum: gymnasium ``make`` keyword arguments (the sub-env is rebuilt at its next reset;
+    ``max_episode_steps`` too) and/or attributes set on the unwrapped env at its next reset (the env's own values
+    where a stage does not name an attribute another stage sets)."""
+
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    attrs: dict[str, Any] = Field(default_factory=dict)
+
+
+class CurriculumConfig(_Section):
+    """A fixed sequence of stages (Rossi ch. 12): advance one stage when the ``metric`` over the last ``window``
+    training episodes of the current stage reaches ``threshold``; never skip one (docs/shaping.md)."""
+
+    stages: list[CurriculumStage] = Field(..., min_length=2)
+    metric: Literal["mean_return", "success_rate"] = "mean_return"
+    window: int = Field(20, ge=1, description="episodes of the current stage the metric is taken over")
+    threshold: float = Field(..., allow_inf_nan=False)
+
+
 class EnvConfig(_Section):
     """Where experience comes from: a gymnasium id, vectorised in-process by default."""
 
@@ -60,6 +107,17 @@ class EnvConfig(_Section):
     clip_reward: float = Field(10.0, gt=0)
     max_episode_steps: int | None = Field(None, ge=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    shaping: ShapingConfig | None = None  # training envs only; evaluation keeps the env's own reward
+    curriculum: CurriculumConfig | None = None  # training envs only; evaluation runs the env as id/kwargs say
+
+    @model_serializer(mode="wrap")
+    def _without_unset_sections(self, handler: Any) -> Any:
+        """A recipe without shaping or curriculum dumps as before (no ``shaping: null`` in every run's recipe)."""
+        out = handler(self)
+        for key in ("shaping", "curriculum"):
+            if isinstance(out, dict) and out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class BudgetConfig(_Section):

@@ -1,5 +1,5 @@
 """DAgger's rounds without a trainer: what each round adds to the aggregate, who labels and who acts, the β-mixture and
-its schedules, the label budget, and the episode seeding (Ross et al. 2011; Levine §2.1)."""
+its schedules, the label budget, and the episode seeding (Ross et al. 2011; Yin §2.1)."""
 
 from __future__ import annotations
 
@@ -229,3 +229,15 @@ def test_under_ddp_the_ranks_split_the_cap_and_meet_it_exactly() -> None:
         assert [e.index for e in eps] == list(range(rank, 5, 2))[: len(eps)]
         got.append(sum(len(e) for e in eps))
     assert got == [19, 18]
+
+
+def test_labels_per_round_caps_every_round_so_a_small_budget_spans_several() -> None:
+    dm = _source(cartpole_expert, label_budget=250, labels_per_round=50, episodes_per_round=2)  # 500-step episodes
+    sizes = []
+    while dm.collecting:
+        before = len(dm)
+        _round(dm)
+        sizes.append(len(dm) - before)
+        assert len(sizes) < 50
+    assert sizes[:-1] == [50] * 5 and sizes[-1] == 0  # five rounds of exactly 50 labels, then the budget is spent
+    assert dm.labels == len(dm) == 250

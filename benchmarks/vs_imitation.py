@@ -339,7 +339,8 @@ def dagger_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
     Different (no key removes it): lrl stops collecting exactly at ``label_budget`` (the last episode cut), imitation
     finishes the round (``total_timesteps`` is a lower bound; the labels it used are reported); an imitation round
     holds at least ``batch_size`` steps (more episodes when the learner's are short), an lrl round exactly
-    ``episodes_per_round`` episodes. Refused: initial demonstrations (``data.dataset``), ``data.streams``."""
+    ``episodes_per_round`` episodes. Refused: initial demonstrations (``data.dataset``), ``data.streams``, a cap on
+    the labels of one round (``data.labels_per_round``: imitation cannot cut a round)."""
     job = _bc_algo(recipe, _discrete(recipe))
     if recipe["data"]["name"] != "dagger":
         raise MappingError(f"data.name={recipe['data']['name']!r}: DAgger is compared on the dagger source")
@@ -348,6 +349,7 @@ def dagger_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
     data.ignore("save_rounds")  # lrl writes each round as a Minari dataset, imitation each episode to its scratch dir
     data.expect("dataset", None, why="imitation's SimpleDAggerTrainer would take them as expert_trajs, not compared")
     data.expect("streams", None, why="imitation's BC reads one dataset")
+    data.expect("labels_per_round", None, why="an imitation round is whole episodes, at least batch_size steps")
     job.update(
         batch_size=data.take("batch_size"), round_min_episodes=data.take("episodes_per_round"),
         round_min_timesteps=0,  # imitation raises it to batch_size itself

@@ -135,7 +135,7 @@ def _actor_candidates(module: Any) -> list[tuple[list[Any], list[str], str, dict
 
     from lrl.networks.heads import CategoricalHead, GaussianHead, TanhGaussianHead
 
-    found = []
+    found: list[tuple[list[Any], list[str], str, dict[str, np.ndarray]]] = []
     for sub in module.modules():
         head = getattr(sub, "head", None)
         body = getattr(sub, "actor_body", None) or getattr(sub, "body", None)
@@ -164,7 +164,7 @@ def export_expert(ref: str, out: Path, check_obs: np.ndarray) -> dict[str, Any]:
     if policy.obs_stats is not None:
         base.update(obs_mean=np.asarray(policy.obs_stats["mean"], np.float64),
                     obs_var=np.asarray(policy.obs_stats["var"], np.float64), clip_obs=np.asarray(policy.clip_obs))
-    if policy._low is not None:
+    if policy._low is not None and policy._high is not None:
         base.update(low=policy._low, high=policy._high)
     rng = np.random.default_rng(0)
     obs = np.concatenate([check_obs, check_obs + rng.normal(0, 0.1, check_obs.shape)]).astype(np.float32)
@@ -185,7 +185,7 @@ def export_expert(ref: str, out: Path, check_obs: np.ndarray) -> dict[str, Any]:
             ok = agree < 1e-4
         if ok:
             tmp = out.with_suffix(".tmp.npz")
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]
             tmp.replace(out)
             return {"kind": kind, "layers": [tuple(a.shape) for k, a in arrays.items() if k.startswith("W")],
                     "activations": acts, "normalised": "obs_mean" in arrays, "checked_on": len(obs),
@@ -231,7 +231,7 @@ def demos_npz(n: int, out: Path) -> np.ndarray:
     if nxt is not None:
         arrays["next_obs"] = nxt.astype(np.float32)
     tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(out)
     return obs
 
@@ -339,7 +339,8 @@ def dagger_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
     Different (no key removes it): lrl stops collecting exactly at ``label_budget`` (the last episode cut), imitation
     finishes the round (``total_timesteps`` is a lower bound; the labels it used are reported); an imitation round
     holds at least ``batch_size`` steps (more episodes when the learner's are short), an lrl round exactly
-    ``episodes_per_round`` episodes. Refused: initial demonstrations (``data.dataset``), ``data.streams``."""
+    ``episodes_per_round`` episodes. Refused: initial demonstrations (``data.dataset``), ``data.streams``, a cap on
+    the labels of one round (``data.labels_per_round``: imitation cannot cut a round)."""
     job = _bc_algo(recipe, _discrete(recipe))
     if recipe["data"]["name"] != "dagger":
         raise MappingError(f"data.name={recipe['data']['name']!r}: DAgger is compared on the dagger source")
@@ -348,6 +349,7 @@ def dagger_mapping(recipe: dict[str, Any]) -> dict[str, Any]:
     data.ignore("save_rounds")  # lrl writes each round as a Minari dataset, imitation each episode to its scratch dir
     data.expect("dataset", None, why="imitation's SimpleDAggerTrainer would take them as expert_trajs, not compared")
     data.expect("streams", None, why="imitation's BC reads one dataset")
+    data.expect("labels_per_round", None, why="an imitation round is whole episodes, at least batch_size steps")
     job.update(
         batch_size=data.take("batch_size"), round_min_episodes=data.take("episodes_per_round"),
         round_min_timesteps=0,  # imitation raises it to batch_size itself
@@ -564,13 +566,15 @@ def driver(args: argparse.Namespace) -> int:
 
 
 def _episodes_needed(expert: str, budget: int) -> int:
+    import gymnasium as gym
+
     from lrl.evaluate import read_checkpoint, resolve_checkpoint
     from lrl.recipe import validate
 
-    recipe = validate(read_checkpoint(resolve_checkpoint(expert))["lrl"]["recipe"], source="expert")
-    import gymnasium as gym
-
-    steps = recipe.env.max_episode_steps or gym.spec(recipe.env.id).max_episode_steps or 1000
+    env = validate(read_checkpoint(resolve_checkpoint(expert))["lrl"]["recipe"], source="expert").env
+    if env is None:
+        raise SystemExit(f"the expert {expert} has no env: section to record demonstrations in")
+    steps = env.max_episode_steps or gym.spec(env.id).max_episode_steps or 1000
     return math.ceil(budget / steps) + 1
 
 

@@ -87,7 +87,9 @@ def _numpy_expert_policy(params: dict[str, Any], observation_space: Any, action_
         def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - BasePolicy wants one
             raise NotImplementedError
 
-        def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        def _predict(self, observation: Any, deterministic: bool = False) -> th.Tensor:
+            if not isinstance(observation, th.Tensor):
+                raise TypeError("the exported expert takes box observations only")
             actions = expert_actions(params, observation.detach().cpu().numpy())
             return th.as_tensor(actions)
 

@@ -117,6 +117,26 @@ def eval_(
                    f"max {result['return_max']:.1f})")
 
 
+@app.command()
+@_errors
+def demos(
+    expert: Annotated[str, typer.Argument(help="an lrl run directory or .ckpt, or package.module:function")],
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to record (seeds SEED, SEED+1, ...)")],
+    out: Annotated[str, typer.Option(help="new Minari dataset id, e.g. cartpole/expert-v0")],
+    env: Annotated[str | None, typer.Option(help="env id (default: the expert run's env)")] = None,
+    noise: Annotated[float, typer.Option(min=0.0, help="discrete: probability of a random action; continuous: "
+                                         "Gaussian std as a fraction of the half action range")] = 0.0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    store: Annotated[Path | None, typer.Option(help="dataset store (default: $MINARI_DATASETS_PATH or "
+                                               "~/.minari/datasets)")] = None,
+    num_envs: Annotated[int, typer.Option(min=1, help="episodes run side by side")] = 1,
+) -> None:
+    """Record an expert's episodes into a Minari dataset (for data.name=demos)."""
+    from lrl.demos import record
+
+    typer.echo(record(expert, episodes, out, env, noise, seed, store, num_envs).summary())
+
+
 @app.command("ls")
 @_errors
 def ls() -> None:

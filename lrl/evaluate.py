@@ -21,7 +21,7 @@ import torch
 
 from lrl.data.env import env_fn
 from lrl.errors import LrlError
-from lrl.recipe.schema import EnvConfig
+from lrl.recipe.schema import EnvConfig, algo_arguments
 from lrl.spec import policy_input, spec_from_dict
 
 
@@ -103,7 +103,7 @@ def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, dev
     from lrl.recipe.registry import algorithm_class
 
     recipe = validate(ckpt["lrl"]["recipe"], source="checkpoint recipe")
-    algo = {k: v for k, v in recipe.algo.items() if k != "name"}
+    algo = algo_arguments(recipe.algo)
     info = ckpt["lrl"]
     spec = spec_from_dict(info["spec"] if "spec" in info else info["env_spec"])  # "env_spec": before Contract v2
     if "compile" in algo:

@@ -157,6 +157,16 @@ class Recipe(_Section):
         return out
 
 
+# Keys of the ``algo:`` section that the launcher handles itself, not the algorithm's constructor: ``name`` picks
+# the class; ``init_from`` (a run directory or checkpoint) starts the policy from another run's (docs/bc.md).
+ALGO_RESERVED = ("name", "init_from")
+
+
+def algo_arguments(algo: dict[str, Any]) -> dict[str, Any]:
+    """The constructor's keyword arguments in a resolved ``algo:`` section (without :data:`ALGO_RESERVED`)."""
+    return {k: v for k, v in algo.items() if k not in ALGO_RESERVED}
+
+
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")

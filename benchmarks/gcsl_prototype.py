@@ -41,7 +41,7 @@ def flat(obs: dict) -> np.ndarray:
 
 
 def rollout(envs, policy, n_episodes: int, noise: float, random: bool, rng: np.random.Generator,
-            seeds: list[int] | None = None):
+            seeds: list[int] | None = None, store_unclipped: bool = False):
     """Run `n_episodes` episodes (several envs stepped in lockstep so the policy is batched); episode i is reset
     with ``seeds[i]`` when given (evaluation: the same episodes every round)."""
     episodes, successes = [], []
@@ -61,10 +61,12 @@ def rollout(envs, policy, n_episodes: int, noise: float, random: bool, rng: np.r
                 x = torch.as_tensor(np.stack([flat(obs[i]) for i in live]))
                 with torch.no_grad():
                     acts = policy(x).numpy()
-                acts = np.clip(acts + noise * rng.standard_normal(acts.shape), -1, 1).astype(np.float32)
+                acts = (acts + noise * rng.standard_normal(acts.shape)).astype(np.float32)
+                if not store_unclipped:  # else: the chosen action is stored, the env executes it clipped
+                    acts = np.clip(acts, -1, 1)
             still = []
             for j, i in enumerate(live):
-                o, _, term, trunc, info = envs[i].step(acts[j])
+                o, _, term, trunc, info = envs[i].step(np.clip(acts[j], -1, 1))
                 b = bufs[i]
                 b["act"].append(acts[j])
                 b["obs"].append(o["observation"])
@@ -108,9 +110,9 @@ def relabel(ep: dict, mode: str, rng: np.random.Generator, window: int = 0) -> t
     return np.concatenate([ep["obs"][:T], goals], axis=1), ep["act"]
 
 
-def evaluate(envs, policy, n: int) -> float:
+def evaluate(envs, policy, n: int, noise: float = 0.0) -> float:
     TRACE.clear()
-    _, s = rollout(envs, policy, n, noise=0.0, random=False, rng=np.random.default_rng(0),
+    _, s = rollout(envs, policy, n, noise=noise, random=False, rng=np.random.default_rng(0),
                    seeds=[1_000_000 + i for i in range(n)])
     return s
 
@@ -120,6 +122,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--episodes", type=int, default=20, help="episodes collected per round")
+    p.add_argument("--episodes0", type=int, default=0, help="random episodes in round 0 (0: --episodes)")
     p.add_argument("--steps", type=int, default=500, help="gradient steps per round")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--hidden", type=int, default=256)
@@ -128,18 +131,25 @@ def main() -> None:
     p.add_argument("--mode", default="future", choices=["final", "future", "log"])
     p.add_argument("--resample", action="store_true", help="redraw future goals every batch (not lrl's design)")
     p.add_argument("--window", type=int, default=0, help="future goals at most this many steps ahead (0: any)")
+    p.add_argument("--head", default="tanh", choices=["tanh", "linear"], help="linear: lrl bc's Gaussian mean")
+    p.add_argument("--activation", default="relu", choices=["relu", "tanh"])
+    p.add_argument("--unclipped", action="store_true", help="store the noisy action before clipping to the bounds")
     p.add_argument("--max-transitions", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--envs", type=int, default=10)
+    p.add_argument("--eval-noise", type=float, default=0.0, help="evaluate the stochastic policy (Gaussian std)")
     a = p.parse_args()
 
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     envs = make_envs(a.envs, a.seed, a.max_steps)
     eval_envs = make_envs(a.envs, 10_000 + a.seed, a.max_steps)
-    policy = nn.Sequential(nn.Linear(6, a.hidden), nn.ReLU(), nn.Linear(a.hidden, a.hidden), nn.ReLU(),
-                           nn.Linear(a.hidden, 2), nn.Tanh())
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[a.activation]
+    layers = [nn.Linear(6, a.hidden), act(), nn.Linear(a.hidden, a.hidden), act(), nn.Linear(a.hidden, 2)]
+    if a.head == "tanh":
+        layers.append(nn.Tanh())
+    policy = nn.Sequential(*layers)
     opt = torch.optim.Adam(policy.parameters(), lr=a.lr)
     X = np.zeros((0, 6), np.float32)
     Y = np.zeros((0, 2), np.float32)
@@ -147,7 +157,8 @@ def main() -> None:
     curve = []
     t0 = time.time()
     for r in range(a.rounds):
-        eps, coll = rollout(envs, policy, a.episodes, a.noise, random=(r == 0), rng=rng)
+        n_eps = a.episodes0 if (r == 0 and a.episodes0) else a.episodes
+        eps, coll = rollout(envs, policy, n_eps, a.noise, random=(r == 0), rng=rng, store_unclipped=a.unclipped)
         eps_all += eps
         for ep in eps:
             x, y = relabel(ep, a.mode, rng, a.window)
@@ -168,7 +179,7 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        ev = evaluate(eval_envs, policy, a.eval_episodes)
+        ev = evaluate(eval_envs, policy, a.eval_episodes, a.eval_noise)
         curve.append(ev)
         print(f"round {r:3d} data {len(X):7d} collect_success {coll:.2f} loss {loss.item():.4f} "
               f"eval_success {ev:.2f} t {time.time() - t0:.0f}s", flush=True)

@@ -18,8 +18,23 @@ from lrl.recipe.schema import EnvConfig
 from lrl.spec import Spec, spec_from_spaces
 
 
+def register_known(env_id: str) -> None:
+    """Make a bare id of a package lrl depends on known to gymnasium: gymnasium-robotics registers its envs
+    (``PointMaze_UMaze-v3``, ``FetchReach-v4``, ...) only when imported. ``module:EnvId`` ids need nothing: gymnasium
+    imports ``module`` itself. Done where envs are made, not only where recipes are checked, because envs are also
+    made in processes that never read a recipe (vector-env workers)."""
+    if ":" in env_id or env_id in gym.registry:
+        return
+    try:
+        import gymnasium_robotics
+    except ImportError:
+        return  # the id stays unknown; the caller says so
+    gym.register_envs(gymnasium_robotics)
+
+
 def _make_one(env_id: str, max_episode_steps: int | None, kwargs: dict[str, Any],
               render_mode: str | None = None) -> gym.Env:
+    register_known(env_id)
     return gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
 
 

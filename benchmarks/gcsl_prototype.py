@@ -134,6 +134,7 @@ def main() -> None:
     p.add_argument("--head", default="tanh", choices=["tanh", "linear"], help="linear: lrl bc's Gaussian mean")
     p.add_argument("--activation", default="relu", choices=["relu", "tanh"])
     p.add_argument("--unclipped", action="store_true", help="store the noisy action before clipping to the bounds")
+    p.add_argument("--window0", type=int, default=None, help="the window of the random round (default: --window)")
     p.add_argument("--max-transitions", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--eval-episodes", type=int, default=100)
@@ -160,8 +161,9 @@ def main() -> None:
         n_eps = a.episodes0 if (r == 0 and a.episodes0) else a.episodes
         eps, coll = rollout(envs, policy, n_eps, a.noise, random=(r == 0), rng=rng, store_unclipped=a.unclipped)
         eps_all += eps
+        window = a.window0 if (r == 0 and a.window0 is not None) else a.window
         for ep in eps:
-            x, y = relabel(ep, a.mode, rng, a.window)
+            x, y = relabel(ep, a.mode, rng, window)
             X = np.concatenate([X, x])
             Y = np.concatenate([Y, y])
         if a.max_transitions and len(X) > a.max_transitions:

@@ -25,8 +25,10 @@ from torch import nn
 gym.register_envs(gymnasium_robotics)
 
 
-def make_envs(n: int, seed: int, max_steps: int | None) -> list[gym.Env]:
-    kwargs: dict = {"continuing_task": False}
+def make_envs(n: int, seed: int, max_steps: int | None, continuing: bool = False) -> list[gym.Env]:
+    """Evaluation always ends an episode at its goal (continuing_task=False); collection may go on to a new goal
+    each time one is reached (continuing_task=True, reset_target=True), so that trajectories run past goals."""
+    kwargs: dict = {"continuing_task": continuing, "reset_target": continuing}
     if max_steps is not None:
         kwargs["max_episode_steps"] = max_steps
     envs = [gym.make("PointMaze_UMaze-v3", **kwargs) for _ in range(n)]
@@ -135,6 +137,7 @@ def main() -> None:
     p.add_argument("--activation", default="relu", choices=["relu", "tanh"])
     p.add_argument("--unclipped", action="store_true", help="store the noisy action before clipping to the bounds")
     p.add_argument("--window0", type=int, default=None, help="the window of the random round (default: --window)")
+    p.add_argument("--collect-continuing", action="store_true", help="collect with continuing_task/reset_target")
     p.add_argument("--max-transitions", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--eval-episodes", type=int, default=100)
@@ -144,7 +147,7 @@ def main() -> None:
 
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    envs = make_envs(a.envs, a.seed, a.max_steps)
+    envs = make_envs(a.envs, a.seed, a.max_steps, a.collect_continuing)
     eval_envs = make_envs(a.envs, 10_000 + a.seed, a.max_steps)
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[a.activation]
     layers = [nn.Linear(6, a.hidden), act(), nn.Linear(a.hidden, a.hidden), act(), nn.Linear(a.hidden, 2)]

@@ -35,7 +35,7 @@ class Scripted(HindsightDataModule):
 def _source(**args: Any) -> Scripted:
     args = {"episodes_per_round": 4, "batch_size": 8, "steps_per_round": 1, "horizon": 10, "noise": 0.0, **args}
     dm = Scripted(env=ENV, spec=SPEC, seed=5, budget=100, clock_unit="steps", schedule=Schedule(), **args)
-    dm.envs = gym.vector.SyncVectorEnv([env_fn(ENV) for _ in range(ENV.num_envs)])
+    dm.envs = gym.vector.SyncVectorEnv([env_fn(dm.env_cfg) for _ in range(ENV.num_envs)])
     dm.watch_envs()
     return dm
 
@@ -74,17 +74,18 @@ def test_round_zero_is_random_then_the_learner_acts() -> None:
 
 
 def test_every_goal_is_reached_later_in_its_own_episode_within_the_horizon() -> None:
-    dm = _source(noise=0.3, horizon=7)
+    dm = _source(noise=0.3, random_horizon=3, horizon=7)
     for _ in range(3):
         _round(dm)
-    for chunk in dm.chunks:
+    for i, chunk in enumerate(dm.chunks):
+        ahead = 3 if i == 0 else 7
         for rows in _episodes(chunk):
             goals = chunk["desired_goal"][rows]
             achieved = chunk["next/achieved_goal"][rows]
             assert torch.equal(chunk["next/desired_goal"][rows], goals)
             for t in range(len(goals)):
                 hits = torch.nonzero((achieved == goals[t]).all(-1)).flatten()
-                assert len(hits) and (hits >= t).any() and (hits[hits >= t] <= t + 6).any(), (t, hits)
+                assert len(hits) and (hits >= t).any() and (hits[hits >= t] <= t + ahead - 1).any(), (t, hits)
             # PointMaze's sparse reward for the new goal: 1 within 0.45 of it
             dist = (achieved - goals).norm(dim=-1)
             assert torch.equal(chunk["next/reward"][rows], (dist <= 0.45).float())
@@ -131,12 +132,33 @@ def test_rounds_are_reproducible_from_the_seed() -> None:
             assert torch.equal(ca[k], cb[k]), k
 
 
+def test_collection_envs_take_collect_kwargs_and_evaluation_keeps_env() -> None:
+    dm = _source(collect_kwargs={"continuing_task": True, "reset_target": True}, noise=0.1)
+    assert dm.env_cfg.kwargs == {"continuing_task": True, "reset_target": True} and ENV.kwargs["continuing_task"] is False
+    _round(dm)
+    dm.phase = "collect"
+    episodes = dm.collect_round(1)
+    assert episodes is not None
+    # a goal reached is replaced by a new one: every episode runs to the time limit
+    assert all(len(e) == 60 and e.truncations[-1] and not e.terminations.any() for e in episodes)
+    goals = np.concatenate([e.observations["desired_goal"] for e in episodes])  # type: ignore[index]
+    assert len(np.unique(goals.round(6), axis=0)) > len(episodes)  # some episode went on to a second goal
+    assert len(dm.successes(1, episodes)) == len(episodes)
+    spec = HindsightDataModule.probe_spec(ENV, {"collect_kwargs": {"continuing_task": True}})
+    assert spec == SPEC
+
+
 def test_bad_recipes_are_one_line() -> None:
+    with pytest.raises(RecipeError, match=r"^data\.collect_kwargs=.*rejected") as err:
+        HindsightDataModule.probe_spec(ENV, {"collect_kwargs": {"no_such_argument": 1}})
+    assert "\n" not in err.value.message
     with pytest.raises(RecipeError, match="goal env"):
         HindsightDataModule.probe_spec(EnvConfig(id="CartPole-v1"), {})
-    args = {"max_transitions": 10, "batch_size": 32, "relabel": "future", "horizon": 5}
+    args = {"max_transitions": 10, "batch_size": 32, "relabel": "future", "horizon": 5, "random_horizon": None}
     with pytest.raises(RecipeError, match="max_transitions=10"):
         HindsightDataModule.check_args(args, ENV, Schedule(), Consumes(sources=("hindsight",)), None)
-    args = {"max_transitions": None, "batch_size": 32, "relabel": "final", "horizon": 5}
-    with pytest.raises(RecipeError, match="data.horizon"):
-        HindsightDataModule.check_args(args, ENV, Schedule(), Consumes(sources=("hindsight",)), None)
+    for key in ("horizon", "random_horizon"):
+        args = {"max_transitions": None, "batch_size": 32, "relabel": "final", "horizon": None, "random_horizon": None,
+                key: 5}
+        with pytest.raises(RecipeError, match=rf"data\.{key}"):
+            HindsightDataModule.check_args(args, ENV, Schedule(), Consumes(sources=("hindsight",)), None)

@@ -134,8 +134,8 @@ class HindsightDataModule(RoundsDataModule):
             except RecipeError as err:
                 raise RecipeError(f"data.collect_kwargs={args['collect_kwargs']}: {err.message}") from None
             if there != spec:
-                raise RecipeError(f"data.collect_kwargs: the collection env ({there}) differs from env: ({spec}) in its "
-                                  "observations or actions")
+                raise RecipeError(f"data.collect_kwargs: the collection env ({there}) differs from env: ({spec}) in "
+                                  "its observations or actions")
         if spec.obs_kind != "goal":
             raise RecipeError(f"data.name=hindsight: env.id={spec.id} has {spec.obs_kind} observations; hindsight "
                               "relabelling needs a goal env (a Dict with observation, desired_goal, achieved_goal, "

@@ -134,7 +134,8 @@ def test_rounds_are_reproducible_from_the_seed() -> None:
 
 def test_collection_envs_take_collect_kwargs_and_evaluation_keeps_env() -> None:
     dm = _source(collect_kwargs={"continuing_task": True, "reset_target": True}, noise=0.1)
-    assert dm.env_cfg.kwargs == {"continuing_task": True, "reset_target": True} and ENV.kwargs["continuing_task"] is False
+    assert dm.env_cfg.kwargs == {"continuing_task": True, "reset_target": True}
+    assert ENV.kwargs["continuing_task"] is False
     _round(dm)
     dm.phase = "collect"
     episodes = dm.collect_round(1)

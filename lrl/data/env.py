@@ -8,7 +8,10 @@ multi-process stepping for cheap simulators.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 from typing import Any
 
 import gymnasium as gym
@@ -19,16 +22,23 @@ from lrl.spec import Spec, spec_from_spaces
 
 
 def register_known(env_id: str) -> None:
-    """Make a bare id of a package lrl depends on known to gymnasium: gymnasium-robotics registers its envs
-    (``PointMaze_UMaze-v3``, ``FetchReach-v4``, ...) only when imported. ``module:EnvId`` ids need nothing: gymnasium
-    imports ``module`` itself. Done where envs are made, not only where recipes are checked, because envs are also
-    made in processes that never read a recipe (vector-env workers)."""
-    if ":" in env_id or env_id in gym.registry:
+    """Make ``env_id`` known to gymnasium where a package registers it on import: ``module:EnvId`` imports ``module``
+    (gymnasium's own syntax; gymnasium would import it too), and a bare id gymnasium does not know imports
+    gymnasium-robotics (``PointMaze_UMaze-v3``, ``FetchReach-v4``, ...) if it is installed. Done where envs are made,
+    not only where recipes are checked, because envs are also made in processes that never read a recipe.
+    gymnasium-robotics prints a version notice to stderr when imported, which would make lrl's one-line errors two
+    lines; it is kept out of stderr. An import that fails raises (``check_env_id`` makes it one line)."""
+    module, sep, _ = env_id.rpartition(":")
+    if not sep and env_id in gym.registry:
         return
-    try:
-        import gymnasium_robotics
-    except ImportError:
-        return  # the id stays unknown; the caller says so
+    with contextlib.redirect_stderr(io.StringIO()):
+        if sep:
+            importlib.import_module(module)
+            return
+        try:
+            import gymnasium_robotics
+        except ImportError:
+            return  # the id stays unknown; the caller says so
     gym.register_envs(gymnasium_robotics)
 
 

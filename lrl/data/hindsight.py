@@ -126,6 +126,10 @@ class HindsightDataModule(RoundsDataModule):
         """The env's spec, which must have goal observations (``observation``, ``desired_goal``,
         ``achieved_goal``): there is nothing to relabel otherwise."""
         spec = super().probe_spec(env, args)
+        if spec.obs_kind != "goal":
+            raise RecipeError(f"data.name=hindsight: env.id={spec.id} has {spec.obs_kind} observations; hindsight "
+                              "relabelling needs a goal env (a Dict with observation, desired_goal, achieved_goal, "
+                              "e.g. PointMaze_UMaze-v3)")
         if env is not None and args.get("collect_kwargs"):
             from lrl.data.env import probe_env_spec
 
@@ -136,10 +140,6 @@ class HindsightDataModule(RoundsDataModule):
             if there != spec:
                 raise RecipeError(f"data.collect_kwargs: the collection env ({there}) differs from env: ({spec}) in "
                                   "its observations or actions")
-        if spec.obs_kind != "goal":
-            raise RecipeError(f"data.name=hindsight: env.id={spec.id} has {spec.obs_kind} observations; hindsight "
-                              "relabelling needs a goal env (a Dict with observation, desired_goal, achieved_goal, "
-                              "e.g. PointMaze_UMaze-v3)")
         return spec
 
     @classmethod

@@ -76,6 +76,8 @@ def _report(out: Any) -> None:
     msg = f"done: {out.clock:,} {out.clock_unit}, run dir {out.run_dir}, MLflow run {out.mlflow_run_id}"
     if out.eval:
         msg += f", eval return {out.eval['return_mean']:.1f} ± {out.eval['return_std']:.1f}"
+        if "success_rate" in out.eval:
+            msg += f", success rate {out.eval['success_rate']:.2f}"
     typer.echo(msg, err=True)
 
 
@@ -114,7 +116,8 @@ def eval_(
         typer.echo(f"{result['env']} @ {result['clock']:,} {result['clock_unit']}: "
                    f"return {result['return_mean']:.2f} ± "
                    f"{result['return_std']:.2f} over {episodes} episodes (min {result['return_min']:.1f}, "
-                   f"max {result['return_max']:.1f})")
+                   f"max {result['return_max']:.1f})"
+                   + (f", success rate {result['success_rate']:.2f}" if "success_rate" in result else ""))
 
 
 @app.command()

@@ -98,8 +98,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def check_env_id(env_id: str) -> None:
+    """A gymnasium id, ``module:EnvId`` (gymnasium's own syntax: the module registers the env when imported), or a
+    bare id of gymnasium-robotics (imported for it)."""
     import gymnasium
 
+    from lrl.data.env import register_known
+
+    module, sep, name = env_id.rpartition(":")
+    try:
+        register_known(env_id)
+    except Exception as err:  # an import can fail any way; the recipe gets one line
+        raise RecipeError(f"env.id={env_id}: module '{module if sep else 'gymnasium_robotics'}' cannot be imported "
+                          f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})") from None
+    env_id = name if sep else env_id
     if env_id not in gymnasium.registry:
         close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -240,6 +240,12 @@ RULES: dict[str, Rule] = {
     "beta": UNIT,  # a probability: executing the expert's action
     "beta_decay": UNIT,  # β_i = β·decay^i: 1 keeps β, 0 leaves the expert only round 0
     "beta_rounds": COUNT,  # the linear schedule reaches 0 after this many rounds
+    # --- data: hindsight relabelling (docs/gcbc.md) ----------------------------------------------------------------
+    "horizon": integer(ge=1, null=True),  # future goals at most this many steps ahead; None = any later step
+    "random_horizon": integer(ge=1, null=True),  # the same in the random rounds
+    "noise": real(ge=0),  # continuous: Gaussian std as a fraction of the half action range; discrete: a probability
+    "random_rounds": COUNT,  # round 0 must act at random: the untrained learner has nothing to show
+    "max_transitions": integer(ge=1, null=True),  # FIFO cap on the aggregate; None = keep all
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.
@@ -247,6 +253,7 @@ EXEMPT: dict[str, str] = {
     # Injected by the launcher, never read from a recipe (on the data-redesign branch; listed ahead of the merge).
     "schedule": "injected by the launcher",
     "spec": "injected by the launcher",
+    "collect_kwargs": "env constructor arguments: checked by building the collection env when the spec is probed",
 }
 
 

@@ -30,6 +30,7 @@ ALGORITHMS: dict[str, str] = {
 DATAMODULES: dict[str, str] = {
     "dagger": "lrl.data.dagger:DaggerDataModule",
     "demos": "lrl.data.demos:DemosDataModule",
+    "hindsight": "lrl.data.hindsight:HindsightDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",

@@ -208,3 +208,26 @@ def test_bad_datasets_in_a_recipe_are_one_line_and_leave_no_run(tmp_path: Path) 
         with pytest.raises(RecipeError, match=pattern):
             train(path, [override], run_dir="runs/bad")
         assert not os.path.exists("runs/bad")
+
+
+def test_bc_trains_through_the_cli_on_a_dataset_made_by_minaris_own_data_collector() -> None:
+    """Not written by lrl: Minari's DataCollector wraps CartPole-v1 while the scripted expert acts; ``lrl train
+    bc/cartpole`` learns from it by dataset id, with its spec from the dataset's metadata."""
+    import gymnasium as gym
+    import minari
+
+    env = minari.DataCollector(gym.make("CartPole-v1"))
+    for episode in range(3):
+        obs, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(int(cartpole_pd(np.asarray(obs)[None])[0]))
+            done = terminated or truncated
+    env.create_dataset(dataset_id="cartpole/collector-v0", algorithm_name="scripted", author="lrl tests",
+                       author_email="tests@example.org", code_permalink="https://example.org", description="test")
+    proc = run_lrl("train", "bc/cartpole", "data.dataset=cartpole/collector-v0", "budget.steps=400",
+                   "data.batch_size=128", "eval.every=0", "eval.episodes=5", "checkpoint.every=0",
+                   "--run-dir", "runs/bc-collector")
+    assert proc.returncode == 0, proc.stderr
+    done = next(line for line in proc.stderr.splitlines() if line.startswith("done:"))
+    assert float(done.split("eval return ")[1].split()[0]) >= 400, done  # the expert scores 500

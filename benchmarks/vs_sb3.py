@@ -211,7 +211,7 @@ def a2c_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
 def trpo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
     """sb3_contrib TRPO: Hessian-of-KL Fisher products on every state, CG from x0 = 0, backtracking line search.
 
-    lrl tries b^j·Δ for j = 0 … ``max_backtracks`` (seed 004 Alg. 7.1: U + 1 candidates); sb3_contrib tries
+    lrl tries b^j·Δ for j = 0 … ``max_backtracks`` (Rossi Alg. 7.1: U + 1 candidates); sb3_contrib tries
     ``line_search_max_iter`` candidates, so the latter is ``max_backtracks + 1``. ``critic_epochs`` passes of
     ``critic_minibatch_size`` minibatches are sb3_contrib's ``n_critic_updates`` and ``batch_size``."""
     algo, data = _Section("algo", recipe["algo"]), _Section("data", recipe["data"])

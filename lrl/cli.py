@@ -76,6 +76,8 @@ def _report(out: Any) -> None:
     msg = f"done: {out.clock:,} {out.clock_unit}, run dir {out.run_dir}, MLflow run {out.mlflow_run_id}"
     if out.eval:
         msg += f", eval return {out.eval['return_mean']:.1f} ± {out.eval['return_std']:.1f}"
+        if "success_rate" in out.eval:
+            msg += f", success rate {out.eval['success_rate']:.2f}"
     typer.echo(msg, err=True)
 
 
@@ -114,7 +116,28 @@ def eval_(
         typer.echo(f"{result['env']} @ {result['clock']:,} {result['clock_unit']}: "
                    f"return {result['return_mean']:.2f} ± "
                    f"{result['return_std']:.2f} over {episodes} episodes (min {result['return_min']:.1f}, "
-                   f"max {result['return_max']:.1f})")
+                   f"max {result['return_max']:.1f})"
+                   + (f", success rate {result['success_rate']:.2f}" if "success_rate" in result else ""))
+
+
+@app.command()
+@_errors
+def demos(
+    expert: Annotated[str, typer.Argument(help="an lrl run directory or .ckpt, or package.module:function")],
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to record (seeds SEED, SEED+1, ...)")],
+    out: Annotated[str, typer.Option(help="new Minari dataset id, e.g. cartpole/expert-v0")],
+    env: Annotated[str | None, typer.Option(help="env id (default: the expert run's env)")] = None,
+    noise: Annotated[float, typer.Option(min=0.0, help="discrete: probability of a random action; continuous: "
+                                         "Gaussian std as a fraction of the half action range")] = 0.0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    store: Annotated[Path | None, typer.Option(help="dataset store (default: $MINARI_DATASETS_PATH or "
+                                               "~/.minari/datasets)")] = None,
+    num_envs: Annotated[int, typer.Option(min=1, help="episodes run side by side")] = 1,
+) -> None:
+    """Record an expert's episodes into a Minari dataset (for data.name=demos)."""
+    from lrl.demos import record
+
+    typer.echo(record(expert, episodes, out, env, noise, seed, store, num_envs).summary())
 
 
 @app.command("ls")

@@ -3,7 +3,9 @@
 A :class:`Policy` maps a batch of raw gymnasium observations (numpy) to a batch of actions (numpy), with the
 run's observation normalisation applied inside, so a trained agent can be used outside lrl with plain numpy.
 Evaluation runs each episode to its end on its own env with its own seed (``seed + i``), in waves of vector
-envs, so the result does not favour short episodes.
+envs, so the result does not favour short episodes. Where the env reports success (gymnasium-robotics:
+``info["success"]`` or ``info["is_success"]``), each episode's flag at its last step is kept and the success rate
+reported beside the return.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from lrl.data.env import env_fn
 from lrl.errors import LrlError
-from lrl.recipe.schema import EnvConfig
+from lrl.recipe.schema import EnvConfig, algo_arguments
 from lrl.spec import policy_input, spec_from_dict
 
 
@@ -103,7 +105,7 @@ def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, dev
     from lrl.recipe.registry import algorithm_class
 
     recipe = validate(ckpt["lrl"]["recipe"], source="checkpoint recipe")
-    algo = {k: v for k, v in recipe.algo.items() if k != "name"}
+    algo = algo_arguments(recipe.algo)
     info = ckpt["lrl"]
     spec = spec_from_dict(info["spec"] if "spec" in info else info["env_spec"])  # "env_spec": before Contract v2
     if "compile" in algo:
@@ -120,11 +122,43 @@ def load_policy(target: str | Path, deterministic: bool = True, device: str = "c
     return policy_from_checkpoint(read_checkpoint(resolve_checkpoint(target)), deterministic, device)
 
 
+SUCCESS_KEYS = ("success", "is_success")  # PointMaze / AntMaze; Fetch, Shadow hand (gymnasium-robotics)
+
+
+def info_success(info: dict[str, Any]) -> bool | None:
+    """The success flag of one env's ``info`` (``success`` or ``is_success``), or None when it reports none."""
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return bool(np.asarray(info[key]).any())
+    return None
+
+
+def final_success(info: dict[str, Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(success, reported) of the ``n`` sub-envs of a gymnasium 1.x vector env whose episodes ended at this step.
+
+    Under ``autoreset_mode=SAME_STEP`` an ending sub-env is reset within the same step: the top-level info is the new
+    episode's reset info, and the ending step's own info is in ``info["final_info"]`` (a dict of per-env arrays, each
+    key ``k`` with its mask ``_k``), with ``info["_final_info"]`` marking which sub-envs ended."""
+    success, reported = np.zeros(n, bool), np.zeros(n, bool)
+    final = info.get("final_info")
+    if not isinstance(final, dict):
+        return success, reported
+    ended = np.asarray(info.get("_final_info", np.ones(n, bool)), bool)
+    for key in SUCCESS_KEYS:
+        if key in final:
+            mask = ended & np.asarray(final.get(f"_{key}", np.ones(n, bool)), bool)
+            success[mask] = np.asarray(final[key], bool)[mask]
+            reported |= mask
+    return success, reported
+
+
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, episodes: int, seed: int,
              video_dir: Path | None = None, wave: int = 16) -> dict[str, Any]:
-    """Run ``episodes`` full episodes (seeds ``seed + i``); returns mean/std/min/max return and lengths."""
+    """Run ``episodes`` full episodes (seeds ``seed + i``); returns mean/std/min/max return and lengths, and where the
+    env reports success at the episodes' ends, ``success_rate`` (over the episodes that reported it)."""
     returns: list[float] = []
     lengths: list[int] = []
+    successes: list[bool] = []
     for start in range(0, episodes, wave):
         n = min(wave, episodes - start)
         env = gym.vector.SyncVectorEnv([env_fn(env_cfg) for _ in range(n)],
@@ -133,9 +167,13 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, epi
         ret, length = np.zeros(n), np.zeros(n, np.int64)
         running = np.ones(n, bool)
         while running.any():
-            obs, reward, term, trunc, _ = env.step(policy(obs))
+            obs, reward, term, trunc, info = env.step(policy(obs))
             ret += reward * running
             length += running
+            ended = running & (term | trunc)
+            if ended.any():
+                success, reported = final_success(info, n)
+                successes += success[ended & reported].tolist()
             running &= ~(term | trunc)
         env.close()
         returns += ret.tolist()
@@ -143,9 +181,12 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, epi
     if video_dir is not None:
         record_video(policy, env_cfg, seed, Path(video_dir))
     arr = np.asarray(returns)
-    return {"return_mean": float(arr.mean()), "return_std": float(arr.std()), "return_min": float(arr.min()),
-            "return_max": float(arr.max()), "length_mean": float(np.mean(lengths)), "episodes": episodes,
-            "seed": seed, "returns": [float(r) for r in returns]}
+    out = {"return_mean": float(arr.mean()), "return_std": float(arr.std()), "return_min": float(arr.min()),
+           "return_max": float(arr.max()), "length_mean": float(np.mean(lengths)), "episodes": episodes,
+           "seed": seed, "returns": [float(r) for r in returns]}
+    if successes:
+        out["success_rate"] = float(np.mean(successes))
+    return out
 
 
 def record_video(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int, out_dir: Path,

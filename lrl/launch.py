@@ -20,6 +20,7 @@ from typing import Any
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe import Recipe, dump, load, validate
 from lrl.recipe.load import apply_overrides
+from lrl.recipe.schema import algo_arguments
 
 log = logging.getLogger("lrl")
 
@@ -64,6 +65,54 @@ def probe_spec(recipe: Recipe) -> Any:
     return spec
 
 
+SPEC_FIELDS = ("obs_kind", "obs_shape", "goal_shape", "action_kind", "action_dim")  # what a policy's weights fit
+
+
+def init_from_state(recipe: Recipe, spec: Any) -> dict[str, Any] | None:
+    """The policy that ``algo.init_from`` names (a run directory or checkpoint), checked against this recipe before
+    anything is written; None without ``init_from``. One :class:`RecipeError` line when the checkpoint is missing,
+    its algorithm has no stochastic MLP policy, it was trained on other observations or actions (``spec``), its
+    policy's layers differ from this recipe's (hidden sizes, activation, head), or the two runs disagree on
+    observation normalisation: a policy's weights are only meaningful on the inputs it was trained on, and
+    behavioural cloning sees raw observations. When both normalise, this run's statistics start afresh from its
+    own first rollout (the source's are not carried over)."""
+    ref = recipe.algo.get("init_from")
+    if ref is None:
+        return None
+    from lrl.evaluate import policy_from_checkpoint, read_checkpoint, resolve_checkpoint
+    from lrl.recipe.registry import algorithm_class, datamodule_class
+
+    what = f"algo.init_from={ref}"
+    try:
+        ckpt = read_checkpoint(resolve_checkpoint(ref))
+        source = policy_from_checkpoint(ckpt)
+    except LrlError as err:
+        raise RecipeError(f"{what}: {err.message}") from None
+    src_algo = ckpt["lrl"]["recipe"]["algo"]["name"]
+    src_net = source.module.policy_network()
+    if src_net is None:
+        raise RecipeError(f"{what}: its algorithm ({src_algo}) has no stochastic MLP policy to start from")
+    if any(getattr(source.spec, f) != getattr(spec, f) for f in SPEC_FIELDS):
+        mine = ", ".join(f"{f}={getattr(spec, f)}" for f in SPEC_FIELDS if getattr(spec, f) != getattr(source.spec, f))
+        theirs = ", ".join(f"{f}={getattr(source.spec, f)}" for f in SPEC_FIELDS
+                           if getattr(spec, f) != getattr(source.spec, f))
+        raise RecipeError(f"{what}: that run learned on {source.spec.id} ({theirs}), this recipe's data is {spec.id} "
+                          f"({mine})")
+    target = algorithm_class(recipe.algo["name"])(spec, **algo_arguments(recipe.algo)).policy_network()
+    assert target is not None  # validate() refused init_from into an algorithm without one
+    theirs_layers, mine_layers = src_net.policy_layers(), target.policy_layers()
+    if theirs_layers != mine_layers:
+        raise RecipeError(f"{what}: its policy ({' '.join(theirs_layers)}) differs from this recipe's "
+                          f"({' '.join(mine_layers)}); set algo.hidden / algo.activation as that run did")
+    normalises = bool(recipe.env is not None and recipe.env.normalize_obs
+                      and datamodule_class(recipe.data["name"]).needs_env)
+    if normalises != (source.obs_stats is not None):
+        raise RecipeError(f"{what}: that run's policy saw {'normalised' if source.obs_stats is not None else 'raw'} "
+                          f"observations but this recipe {'normalises' if normalises else 'does not normalise'} "
+                          f"them; set env.normalize_obs={str(not normalises).lower()}")
+    return src_net.policy_state()
+
+
 def _strategy(recipe: Recipe, module: Any) -> Any:
     strategy = recipe.trainer.get("strategy", "auto")
     if strategy == "ddp":
@@ -101,8 +150,9 @@ def _threads(recipe: Recipe) -> None:
 
 
 def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None = None,
-        mlflow_run_id: str | None = None) -> RunResult:
-    """Build everything from a validated recipe and fit. Rank 0 writes; other ranks only compute."""
+        mlflow_run_id: str | None = None, init_state: dict[str, Any] | None = None) -> RunResult:
+    """Build everything from a validated recipe and fit. Rank 0 writes; other ranks only compute. ``init_state``:
+    the policy a new run starts from (:func:`init_from_state`); a resumed run takes its policy from ``ckpt_path``."""
     import lightning as L
 
     from lrl.callbacks import ClockCheckpoint, ClockProgress, Evaluation, RunInfo
@@ -116,8 +166,10 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     spec = probe_spec(recipe)
     L.seed_everything(recipe.seed, workers=False, verbose=False)
     algo_cls = algorithm_class(recipe.algo["name"])
-    algo = {k: v for k, v in recipe.algo.items() if k != "name"}
+    algo = algo_arguments(recipe.algo)
     module = algo_cls(spec, **algo)
+    if init_state is not None and ckpt_path is None:
+        module.load_policy_state(init_state)  # every rank loads the same weights
     module.log_every = recipe.tracking.log_every
     data = {k: v for k, v in recipe.data.items() if k != "name"}
     budget, unit = recipe.budget.amount, recipe.budget.unit
@@ -170,7 +222,7 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
     from lrl.tracking import check_reachable, resolve_tracking_uri
 
     recipe = load(recipe_ref, overrides or [])
-    probe_spec(recipe)
+    init_state = init_from_state(recipe, probe_spec(recipe))
     uri = resolve_tracking_uri(tracking_uri, recipe.tracking.tracking_uri)
     if dry_run:
         return recipe
@@ -188,7 +240,7 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
         (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
         (rd / "recipe.yaml").write_text(dump(recipe))
     try:
-        return run(recipe, rd, uri)
+        return run(recipe, rd, uri, init_state=init_state)
     except BaseException:
         if not child and not any((rd / "checkpoints").iterdir()):
             shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing

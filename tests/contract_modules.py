@@ -21,7 +21,7 @@ from lrl.spec import Spec
 class Classifier(RLModule):
     """Supervised: maximise log π(a|s) over (observation, action) pairs of an offline dataset."""
 
-    consumes = Consumes(sources=("offline",), keys=("observation", "action"))
+    consumes = Consumes(sources=("offline", "demos", "dagger"), keys=("observation", "action"))
 
     def __init__(self, spec: Spec, *, lr: float = 1e-2, hidden: list[int] | None = None) -> None:
         super().__init__(spec)

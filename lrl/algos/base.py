@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -16,6 +16,9 @@ from torch import nn
 
 from lrl.contract import Batch, Consumes, data_source
 from lrl.spec import Spec
+
+if TYPE_CHECKING:
+    from lrl.networks.heads import StochasticPolicy
 
 
 class RLModule(L.LightningModule):
@@ -51,6 +54,27 @@ class RLModule(L.LightningModule):
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Actions for a batch of (normalised) observations, used by evaluation and ``lrl.load_policy``."""
         raise NotImplementedError
+
+    # --- the policy another run may start from (``algo.init_from``, docs/bc.md) -----------------------------------
+    def policy_network(self) -> StochasticPolicy | None:
+        """The stochastic policy (an MLP body and a categorical or diagonal-Gaussian head) that ``algo.init_from``
+        copies out of a checkpoint and into a new run; None for algorithms without one (Q-learning, deterministic or
+        tanh-squashed actors). Behavioural cloning and the policy-gradient family share this structure, so a cloned
+        policy can be fine-tuned by RL (Rossi §13.3)."""
+        return None
+
+    @classmethod
+    def has_policy_network(cls) -> bool:
+        """Whether the class overrides :meth:`policy_network` (checked by ``lrl validate``, nothing built)."""
+        return cls.policy_network is not RLModule.policy_network
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Start the policy from another run's (``StochasticPolicy.policy_state``). An algorithm that keeps a copy
+        of its policy (off-policy PG's behaviour policy) overrides this to refresh the copy too."""
+        net = self.policy_network()
+        if net is None:
+            raise TypeError(f"{type(self).__name__} has no stochastic policy to load")
+        net.load_policy_state(state)
 
     def process_rollout(self, td: Any) -> Any:
         """Annotate a fresh rollout (no gradients): values, advantages, ... Default: unchanged."""

@@ -1,4 +1,5 @@
-"""Evaluation of the deterministic policy every N clock units on separate envs (rank 0 only)."""
+"""Evaluation of the deterministic policy every N clock units on separate envs (rank 0 only): ``eval/return_mean``,
+``eval/return_std`` and, where the env reports success, ``eval/success_rate``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class Evaluation(L.Callback):
         self.last = {**evaluate(policy, self.env_cfg, self.cfg.episodes, self.seed), "clock": clock}
         pl_module.train()
         metrics = {"eval/return_mean": self.last["return_mean"], "eval/return_std": self.last["return_std"]}
+        if "success_rate" in self.last:  # goal envs that report success (info["success"] / info["is_success"])
+            metrics["eval/success_rate"] = self.last["success_rate"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=clock)
 

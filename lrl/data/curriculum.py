@@ -1,4 +1,4 @@
-"""Curriculum learning over a fixed sequence of env stages (Yin ch. 12; docs/shaping.md), and the episode
+"""Curriculum learning over a fixed sequence of env stages (Rossi ch. 12; docs/shaping.md), and the episode
 statistics that shaping and curricula add to an environment source.
 
 Three parts:

@@ -13,7 +13,10 @@ of the stage being played. Evaluation and probes use :func:`env_fn`: the plain e
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import io
 from typing import Any
 
 import gymnasium as gym
@@ -25,8 +28,30 @@ from lrl.recipe.schema import EnvConfig
 from lrl.spec import Spec, spec_from_spaces
 
 
+def register_known(env_id: str) -> None:
+    """Make ``env_id`` known to gymnasium where a package registers it on import: ``module:EnvId`` imports ``module``
+    (gymnasium's own syntax; gymnasium would import it too), and a bare id gymnasium does not know imports
+    gymnasium-robotics (``PointMaze_UMaze-v3``, ``FetchReach-v4``, ...) if it is installed. Done where envs are made,
+    not only where recipes are checked, because envs are also made in processes that never read a recipe.
+    gymnasium-robotics prints a version notice to stderr when imported, which would make lrl's one-line errors two
+    lines; it is kept out of stderr. An import that fails raises (``check_env_id`` makes it one line)."""
+    module, sep, _ = env_id.rpartition(":")
+    if not sep and env_id in gym.registry:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        if sep:
+            importlib.import_module(module)
+            return
+        try:
+            import gymnasium_robotics
+        except ImportError:
+            return  # the id stays unknown; the caller says so
+    gym.register_envs(gymnasium_robotics)
+
+
 def _make_one(env_id: str, max_episode_steps: int | None, kwargs: dict[str, Any],
               render_mode: str | None = None) -> gym.Env:
+    register_known(env_id)
     return gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
 
 

@@ -6,13 +6,15 @@ with one entry per rank, all-gathered so that rank 0 writes them all. On resume 
 same number of processes must resume the run. A state that arrives before the source is built (Lightning restores
 DataModules before ``train_dataloader``) waits in ``_pending_state`` until :meth:`RankedDataModule._restore_pending`.
 
-Streams: ``data.streams: {name: {path: FILE, batch_size: N}}`` adds named offline streams (demonstrations,
-preference pairs) to any source; every batch of the main stream comes with one minibatch of each, in
-``Batch.streams[name]``; each stream has its own boundary (``Batch.stream_first[name]``: a new pass begins).
+Streams: ``data.streams: {name: {path: FILE, batch_size: N}}`` (or a Minari dataset, ``{dataset: ID_OR_DIR,
+batch_size: N}``) adds named offline streams (demonstrations, preference pairs) to any source; every batch of the
+main stream comes with one minibatch of each, in ``Batch.streams[name]``; each stream has its own boundary
+(``Batch.stream_first[name]``: a new pass begins).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +40,18 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def make_stream(name: str, seed: int, cfg: dict[str, Any]) -> OfflineStream:
+    """One ``data.streams`` entry: a dataset file (``path``) or a Minari dataset (``dataset``, optionally
+    ``max_samples``: its first N transitions), read at set-up."""
+    if "dataset" not in cfg:
+        return OfflineStream(name=name, seed=seed, **cfg)
+    from lrl.data.minari_io import read_minari_first
+
+    what = f"data.streams.{name}.dataset"
+    loader = functools.partial(read_minari_first, cfg["dataset"], what, cfg.get("max_samples"))
+    return OfflineStream(name=name, seed=seed, batch_size=cfg.get("batch_size", 256), loader=loader)
+
+
 class RankedDataModule(L.LightningDataModule):
     """Base of lrl's data sources: implements :class:`lrl.contract.DataSource` for a source that may have a
     collector; subclasses provide ``clock``, ``at_boundary``, ``next_batch``, ``_rank_state``, ``_load_rank_state``.
@@ -56,7 +70,7 @@ class RankedDataModule(L.LightningDataModule):
         self.seed, self.budget, self.clock_unit = seed, budget, clock_unit
         self.world_size, self.rank = 1, 0
         self.final_clock = 0
-        self.streams = {name: OfflineStream(name=name, seed=seed + 7 * (i + 1), **cfg)
+        self.streams = {name: make_stream(name, seed + 7 * (i + 1), cfg)
                         for i, (name, cfg) in enumerate(sorted((streams or {}).items()))}
         self._pending_state: dict[str, Any] | None = None
 

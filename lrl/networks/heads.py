@@ -56,6 +56,38 @@ class StochasticPolicy(nn.Module):
         params = self.policy_params(obs)
         return self.head.mode(params) if deterministic else self.head.sample(params)
 
+    # --- the policy as a unit another run can start from (``algo.init_from``, docs/bc.md) ------------------------
+    def policy_body(self) -> nn.Module:
+        """The layers between the observation and the head (an actor-critic's actor body)."""
+        raise NotImplementedError
+
+    def policy_layers(self) -> list[str]:
+        """The policy's structure, layer by layer (``Linear(4, 64)``, ``Tanh``, ..., ``CategoricalHead(64, 2)``):
+        two policies with the same list compute the same function from the same :meth:`policy_state`. Shapes alone
+        would not say so (a tanh and a relu body hold equally shaped weights)."""
+        out = []
+        for m in self.policy_body().modules():
+            if isinstance(m, nn.Linear):
+                out.append(f"Linear({m.in_features}, {m.out_features})")
+            elif not list(m.children()):
+                out.append(type(m).__name__)
+        linear = next(m for m in self.head.modules() if isinstance(m, nn.Linear))
+        return [*out, f"{type(self.head).__name__}({linear.in_features}, {linear.out_features})"]
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The body's and the head's parameters (``body.*``, ``head.*``), detached copies: what distinguishes this
+        policy from a freshly initialised one of the same structure."""
+        parts = {"body": self.policy_body(), "head": self.head}
+        return {f"{name}.{k}": v.detach().clone() for name, part in parts.items()
+                for k, v in part.state_dict().items()}
+
+    @torch.no_grad()
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the body and the head from :meth:`policy_state` of a policy with the same :meth:`policy_layers`."""
+        for name, part in (("body", self.policy_body()), ("head", self.head)):
+            prefix = f"{name}."
+            part.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+
 
 class CategoricalHead(PolicyHead):
     def __init__(self, in_dim: int, n: int) -> None:

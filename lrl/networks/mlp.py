@@ -57,5 +57,9 @@ class ActorCritic(StochasticPolicy):
     def policy_params(self, obs: torch.Tensor) -> Params:
         return self.head(self.actor_body(obs))
 
+    def policy_body(self) -> nn.Module:
+        """The actor's body; with ``shared=True`` also the critic's, so a policy loaded into it moves V's features."""
+        return self.actor_body
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value_out(self.critic_body(obs)).squeeze(-1).float()

@@ -32,6 +32,9 @@ class PolicyNet(StochasticPolicy):
     def forward(self, obs: torch.Tensor) -> Params:  # type: ignore[override]
         return self.head(self.body(obs))
 
+    def policy_body(self) -> nn.Module:
+        return self.body
+
 
 def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True) -> nn.Sequential:
     """V(s): an MLP with one output (orthogonal init, gain 1 on the output layer, when ``ortho_init``)."""

@@ -18,7 +18,15 @@ from pydantic import ValidationError
 from lrl.contract import Consumes, schedule_of
 from lrl.errors import RecipeError
 from lrl.recipe.registry import algorithm_class, datamodule_class
-from lrl.recipe.schema import EnvConfig, Recipe, bind_section, bindable_params, check_trainer, format_validation_error
+from lrl.recipe.schema import (
+    EnvConfig,
+    Recipe,
+    algo_arguments,
+    bind_section,
+    bindable_params,
+    check_trainer,
+    format_validation_error,
+)
 
 # Arguments the launcher supplies itself; a recipe may not set them.
 INJECTED_ALGO = {"spec"}
@@ -90,8 +98,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def check_env_id(env_id: str) -> None:
+    """A gymnasium id, ``module:EnvId`` (gymnasium's own syntax: the module registers the env when imported), or a
+    bare id of gymnasium-robotics (imported for it)."""
     import gymnasium
 
+    from lrl.data.env import register_known
+
+    module, sep, name = env_id.rpartition(":")
+    try:
+        register_known(env_id)
+    except Exception as err:  # an import can fail any way; the recipe gets one line
+        raise RecipeError(f"env.id={env_id}: module '{module if sep else 'gymnasium_robotics'}' cannot be imported "
+                          f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})") from None
+    env_id = name if sep else env_id
     if env_id not in gymnasium.registry:
         close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -111,8 +130,10 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         algo_cls = algorithm_class(str(algo["name"]))
         consumes: Consumes = algo_cls.consumes
-        algo_args = {k: v for k, v in recipe.algo.items() if k != "name"}
-        resolved_algo = {"name": algo["name"], **bind_section("algo", algo_args, algo_cls, INJECTED_ALGO)}
+        algo_args = algo_arguments(recipe.algo)
+        init_from = _check_init_from(recipe.algo.get("init_from"), str(algo["name"]), algo_cls)
+        resolved_algo = {"name": algo["name"], **({"init_from": init_from} if init_from is not None else {}),
+                         **bind_section("algo", algo_args, algo_cls, INJECTED_ALGO)}
         algo_cls.check_hparams(resolved_algo)
         data_name = str(recipe.data.get("name", consumes.sources[0]))
         if data_name not in consumes.sources:
@@ -165,6 +186,23 @@ def _check_env_sections(env: EnvConfig, algo: dict[str, Any], data: dict[str, An
         raise RecipeError(f"env.shaping.gamma={shaping.gamma}: must be algo.gamma={gamma} (with another γ the "
                           "optimal policy can change); leave it out, it is filled in from algo.gamma")
     return env.model_copy(update={"shaping": shaping.model_copy(update={"gamma": float(gamma)})})
+
+
+def _check_init_from(value: Any, name: str, algo_cls: Any) -> str | None:
+    """``algo.init_from`` from the recipe alone: a path, into an algorithm with a stochastic MLP policy. The checkpoint
+    itself (that it exists, its spec, its policy's layers, its observation normalisation) is checked before a run
+    starts (``lrl.launch.init_from_state``): a shipped recipe may name a run that is made first."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise RecipeError(f"algo.init_from: must be a run directory or a .ckpt file (got {value!r})")
+    if not algo_cls.has_policy_network():
+        from lrl.recipe.registry import ALGORITHMS, algorithm_class
+
+        able = ", ".join(n for n in sorted(ALGORITHMS) if algorithm_class(n).has_policy_network())
+        raise RecipeError(f"algo.init_from: algo.name={name} has no stochastic MLP policy (categorical or diagonal "
+                          f"Gaussian head) to start from another run's; algorithms that have one: {able}")
+    return value
 
 
 def _check_source(recipe: Recipe, consumes: Consumes, dm_cls: Any, data: dict[str, Any]) -> None:

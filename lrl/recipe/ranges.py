@@ -46,7 +46,8 @@ class Rule:
         elif self.kind == "path":
             what = "a non-empty file path"
         elif self.kind == "streams":
-            what = "a mapping {name: {path: FILE, batch_size: N >= 1}}"
+            what = ("a mapping {name: {path: FILE, batch_size: N >= 1}} or, for a Minari dataset, {name: {dataset: "
+                    "ID_OR_DIR, batch_size: N >= 1, max_samples: M >= 1}}")
         else:
             bounded = self.low is not None and self.high is not None  # an interval implies finite
             what = ("an integer" if self.kind == "int" else "a number" if bounded else "a finite number")
@@ -109,12 +110,16 @@ def _is_device(value: Any) -> bool:
 
 
 def _is_stream(name: Any, cfg: Any) -> bool:
-    """One entry of ``data.streams``: a name, a dataset path and optionally a batch size >= 1."""
-    if not isinstance(name, str) or not name or not isinstance(cfg, dict) or set(cfg) - {"path", "batch_size"}:
+    """One entry of ``data.streams``: a name, a dataset path (or a Minari dataset id or directory, optionally with
+    ``max_samples``) and optionally a batch size >= 1."""
+    if not isinstance(name, str) or not name or not isinstance(cfg, dict):
         return False
-    size = cfg.get("batch_size", 1)
-    return (PATH.accepts(cfg.get("path"), cfg.get("path")) and isinstance(size, int) and not isinstance(size, bool)
-            and size >= 1)
+    source = "dataset" if "dataset" in cfg else "path"
+    if set(cfg) - {source, "batch_size", *(("max_samples",) if source == "dataset" else ())}:
+        return False
+    counts = [cfg.get("batch_size", 1)] + ([cfg["max_samples"]] if cfg.get("max_samples") is not None else [])
+    return (PATH.accepts(cfg.get(source), cfg.get(source))
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts))
 
 
 def real(*, gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None,
@@ -185,6 +190,7 @@ RULES: dict[str, Rule] = {
     "max_weight": real(gt=0, null=True),
     "sync_every": COUNT,
     "policy_epochs": integer(ge=1, null=True),  # offpg: None = all data.epochs
+    "l2_coef": COEF,  # bc: weight of the explicit L2 penalty on the policy's weights
     # --- trust region (npg/trpo) ---------------------------------------------------------------------------------
     "max_kl": real(gt=0),
     "backtrack_coef": real(gt=0, lt=1),
@@ -221,7 +227,25 @@ RULES: dict[str, Rule] = {
     "buffer_device": Rule("device", nullable=True),  # None = the module's device
     # --- data: offline and named streams (docs/contract.md §5) ------------------------------------------------------
     "path": Rule("path"),  # a dataset file; whether it exists and holds a dataset is checked when it is read
+    # a Minari dataset id or directory, checked when its metadata is read; null where a source makes it optional
+    "dataset": Rule("path", nullable=True, note="a Minari dataset id or directory"),
+    "max_samples": integer(ge=1, null=True),  # None = every transition of the dataset
     "streams": Rule("streams", nullable=True),
+    # --- data: DAgger (docs/dagger.md) -----------------------------------------------------------------------------
+    "expert": Rule("path", note="an lrl run directory, a .ckpt file or package.module:function"),
+    "episodes_per_round": COUNT,
+    "label_budget": integer(ge=1, null=True),  # None = no limit
+    "labels_per_round": integer(ge=1, null=True),  # None = whole episodes
+    "steps_per_round": COUNT,
+    "beta": UNIT,  # a probability: executing the expert's action
+    "beta_decay": UNIT,  # β_i = β·decay^i: 1 keeps β, 0 leaves the expert only round 0
+    "beta_rounds": COUNT,  # the linear schedule reaches 0 after this many rounds
+    # --- data: hindsight relabelling (docs/gcbc.md) ----------------------------------------------------------------
+    "horizon": integer(ge=1, null=True),  # future goals at most this many steps ahead; None = any later step
+    "random_horizon": integer(ge=1, null=True),  # the same in the random rounds
+    "noise": real(ge=0),  # continuous: Gaussian std as a fraction of the half action range; discrete: a probability
+    "random_rounds": COUNT,  # round 0 must act at random: the untrained learner has nothing to show
+    "max_transitions": integer(ge=1, null=True),  # FIFO cap on the aggregate; None = keep all
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.
@@ -229,6 +253,7 @@ EXEMPT: dict[str, str] = {
     # Injected by the launcher, never read from a recipe (on the data-redesign branch; listed ahead of the merge).
     "schedule": "injected by the launcher",
     "spec": "injected by the launcher",
+    "collect_kwargs": "env constructor arguments: checked by building the collection env when the spec is probed",
 }
 
 

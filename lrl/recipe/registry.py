@@ -13,6 +13,7 @@ from typing import Any
 
 ALGORITHMS: dict[str, str] = {
     "a2c": "lrl.algos.a2c.module:A2C",
+    "bc": "lrl.algos.bc.module:BC",
     "ddpg": "lrl.algos.ddpg.module:DDPG",
     "dqn": "lrl.algos.dqn.module:DQN",
     "npg": "lrl.algos.npg.module:NPG",
@@ -27,6 +28,9 @@ ALGORITHMS: dict[str, str] = {
 }
 
 DATAMODULES: dict[str, str] = {
+    "dagger": "lrl.data.dagger:DaggerDataModule",
+    "demos": "lrl.data.demos:DemosDataModule",
+    "hindsight": "lrl.data.hindsight:HindsightDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",

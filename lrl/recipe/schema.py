@@ -86,7 +86,7 @@ class CurriculumStage(_Section):
 
 
 class CurriculumConfig(_Section):
-    """A fixed sequence of stages (Yin ch. 12): advance one stage when the ``metric`` over the last ``window``
+    """A fixed sequence of stages (Rossi ch. 12): advance one stage when the ``metric`` over the last ``window``
     training episodes of the current stage reaches ``threshold``; never skip one (docs/shaping.md)."""
 
     stages: list[CurriculumStage] = Field(..., min_length=2)
@@ -213,6 +213,16 @@ class Recipe(_Section):
         if out["env"] is None:
             del out["env"]
         return out
+
+
+# Keys of the ``algo:`` section that the launcher handles itself, not the algorithm's constructor: ``name`` picks
+# the class; ``init_from`` (a run directory or checkpoint) starts the policy from another run's (docs/bc.md).
+ALGO_RESERVED = ("name", "init_from")
+
+
+def algo_arguments(algo: dict[str, Any]) -> dict[str, Any]:
+    """The constructor's keyword arguments in a resolved ``algo:`` section (without :data:`ALGO_RESERVED`)."""
+    return {k: v for k, v in algo.items() if k not in ALGO_RESERVED}
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

@@ -53,7 +53,7 @@ def test_offline_recipe_without_env_validates_and_counts_gradient_steps(tmp_path
     proc = run_lrl("validate", str(tmp_path / "offline.yaml"), env={"PYTHONPATH": str(ROOT)})  # tests/ importable
     assert proc.returncode == 0, proc.stderr
     for override, message in (("budget={frames: 100}", "budget.frames: data.name=offline counts steps, samples"),
-                              ("data.name=onpolicy", "learns from offline data"),
+                              ("data.name=onpolicy", "learns from offline or demos or dagger data"),
                               ("data.path=/nonexistent.pt", "no such dataset file")):
         with pytest.raises(RecipeError, match=message):
             train(str(tmp_path / "offline.yaml"), [override], run_dir="runs/bad")

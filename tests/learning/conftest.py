@@ -39,9 +39,10 @@ def learning_check(request: pytest.FixtureRequest) -> Check:
         if path:
             from lrl.recipe import load
 
-            frames = load(recipe, list(extra)).budget.frames
+            budget = load(recipe, list(extra)).budget
             row = {"test": request.node.name, "recipe": recipe, "extra": list(extra), "bar": bar, "need": need,
-                   "frames": frames, "returns": returns, "passed": sum(r >= bar for r in returns),
+                   "frames": budget.amount, "unit": budget.unit, "returns": returns,
+                   "passed": sum(r >= bar for r in returns),
                    "seconds": time.perf_counter() - start}
             with open(path, "a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -1,4 +1,4 @@
-"""A2C's maths (SEED-NOTES P5; seed 004 §3.4–3.6, eq. 3.31–3.33, Alg. 3.3): the policy-gradient surrogate against
+"""A2C's maths (Rossi §3.4–3.6, eq. 3.31–3.33, Alg. 3.3): the policy-gradient surrogate against
 the closed-form softmax gradient, detached advantages and critic targets, the advantage / target modes of
 ``process_rollout`` against hand computations and a slow n-step reference loop, lower variance than REINFORCE with
 a perfect critic, the critic regression's descent direction, the optimiser's parameter groups, and equality with
@@ -101,7 +101,7 @@ def test_total_loss_combines_terms_with_their_coefficients() -> None:
 
 
 def test_lower_variance_than_reinforce_with_a_perfect_critic_and_same_mean() -> None:
-    """SEED-NOTES P5: with V = E_π[r] as baseline the estimator keeps its mean and loses variance."""
+    """With V = E_π[r] as baseline the estimator keeps its mean and loses variance."""
     theta = torch.tensor([0.3, -0.2, 0.1])
     reward = torch.tensor([1.0, 2.0, 5.0])
     pi = torch.softmax(theta, -1)
@@ -124,7 +124,7 @@ def test_lower_variance_than_reinforce_with_a_perfect_critic_and_same_mean() -> 
 
 
 def test_critic_regression_descends_to_the_targets() -> None:
-    """Alg. 3.3's critic fit (with the seed's sign typo corrected, SEED-NOTES §7.6): the loss goes to zero."""
+    """Alg. 3.3's critic fit (with the seed's sign typo corrected): the loss goes to zero."""
     spec = EnvSpec("tabular", (4,), "discrete", 2)
     module = _module(spec, hidden=[], optimizer="adam", lr=0.05)
     obs = torch.eye(4)

@@ -1,4 +1,4 @@
-"""DDPG and TD3 maths (SEED-NOTES D1, D4, D5): targets (terminated vs truncated), Polyak updates, target policy
+"""DDPG and TD3 maths: targets (terminated vs truncated), Polyak updates, target policy
 smoothing, twin critics regressing to one y, delayed actor and target updates, the actor gradient (the DPG, through
 Q1 only, critics untouched), equality with TorchRL's ``DDPGLoss`` / ``TD3Loss``, and the exploration noise
 (bounds, Ornstein-Uhlenbeck state reset at episode ends through the collector, and restored from its state)."""
@@ -133,7 +133,7 @@ def test_both_critics_regress_to_the_same_target() -> None:
 
 
 def test_actor_gradient_is_the_deterministic_policy_gradient_through_q1_only() -> None:
-    """∇_θ of −mean Q1(s, μ_θ(s)) equals −mean J_μ(s)ᵀ ∇_a Q1(s, a)|a=μ(s) (seed 004 eq. 9.10), computed with
+    """∇_θ of −mean Q1(s, μ_θ(s)) equals −mean J_μ(s)ᵀ ∇_a Q1(s, a)|a=μ(s) (Rossi eq. 9.10), computed with
     explicit Jacobians; the critics (Q2 included) get no gradient."""
     torch.manual_seed(2)
     m = TD3(SPEC, hidden=[6])

@@ -1,5 +1,5 @@
 """DQN maths: targets (terminated vs truncated, Double DQN, the seed's Double Q-learning) against hand
-computations and TorchRL's DQNLoss, target-network updates, the ε schedule (SEED-NOTES V2-V7)."""
+computations and TorchRL's DQNLoss, target-network updates, the ε schedule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GAE, TD errors and discounted returns against slow reference loops and TorchRL (SEED-NOTES P7)."""
+"""GAE, TD errors and discounted returns against slow reference loops and TorchRL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Importance weights (SEED-NOTES §2.5, P6): 1 on-policy, log-space products equal direct products, per-decision
+"""Importance weights: 1 on-policy, log-space products equal direct products, per-decision
 is the product restricted to t' ≤ t, clipping, effective sample size, and the unbiasedness of the trajectory
 ratio by exact enumeration."""
 
@@ -37,7 +37,7 @@ def test_weights_are_exactly_one_on_policy(kind: str) -> None:
 
 
 def test_log_space_products_equal_direct_products() -> None:
-    """per_decision: W_t = Π_{t'=start}^{t} ρ_t' ("Π_current", seed 004 eq. 4.5); trajectory: the product over the
+    """per_decision: W_t = Π_{t'=start}^{t} ρ_t' ("Π_current", Rossi eq. 4.5); trajectory: the product over the
     whole episode; first_order: ρ_t. Direct products of probability ratios in float64."""
     new, old, done = _rollout(seed=1)
     ratio = (new.double().exp() / old.double().exp())
@@ -88,7 +88,7 @@ def test_effective_sample_size() -> None:
 
 
 def test_trajectory_ratio_is_unbiased_exactly() -> None:
-    """E_β[w(τ) ∇log p_θ(τ) G(τ)] = E_θ[∇log p_θ(τ) G(τ)] (seed 004 eq. 4.3), enumerating a 2-step MDP."""
+    """E_β[w(τ) ∇log p_θ(τ) G(τ)] = E_θ[∇log p_θ(τ) G(τ)] (Rossi eq. 4.3), enumerating a 2-step MDP."""
     g = torch.Generator().manual_seed(3)
     feat0, feat1 = torch.randn(4, generator=g), torch.randn(3, 4, generator=g)
     reward = torch.randn(3, 3, generator=g)

@@ -1,4 +1,4 @@
-"""Off-policy PG (SEED-NOTES P6): every kind reduces to REINFORCE's Φ on-policy, the module's weights are exactly
+"""Off-policy PG: every kind reduces to REINFORCE's Φ on-policy, the module's weights are exactly
 1 when β = θ, Alg. 4.1's ratio surrogate has the same gradient, the per-decision Ψ is eq. 4.4 summed by hand, the
 exact kinds are unbiased by enumeration, and clipping."""
 
@@ -48,7 +48,7 @@ def test_on_policy_every_kind_is_reinforce(kind: str) -> None:
 
 
 def test_per_decision_is_eq_4_4_summed_by_hand() -> None:
-    """Ψ_t = Σ_{l=t}^{end} γ^{l−t} r_l Π_{t'=start}^{l} ρ_t' − W_t b_t (seed 004 eq. 4.4; seed 000 eq. 35)."""
+    """Ψ_t = Σ_{l=t}^{end} γ^{l−t} r_l Π_{t'=start}^{l} ρ_t' − W_t b_t (Rossi eq. 4.4; Atreya eq. 35)."""
     d = _episode_data(seed=1)
     psi, _, _ = _psi(d, "per_decision", d["log_ratio"], gamma=0.8)
     rho = d["log_ratio"].double().exp()
@@ -86,7 +86,7 @@ def test_first_order_matches_algorithm_4_1_ratio_surrogate() -> None:
 @pytest.mark.parametrize("kind", ["trajectory", "per_decision"])
 def test_exact_kinds_are_unbiased_by_enumeration(kind: str) -> None:
     """E_β[Σ_t ∇log π_θ(a_t|s_t) Ψ_t] = E_θ[Σ_t ∇log π_θ(a_t|s_t) Σ_{k≥t} γ^k r_k] on a 3-step MDP with 2 actions,
-    with a state baseline (seed 004 eq. 4.3, 4.4; absolute discounting makes the target the exact gradient)."""
+    with a state baseline (Rossi eq. 4.3, 4.4; absolute discounting makes the target the exact gradient)."""
     g = torch.Generator().manual_seed(4)
     kw = {"generator": g, "dtype": torch.float64}
     feats = torch.randn(3, 8, 3, **kw)  # type: ignore[arg-type]  # step, history index, feature

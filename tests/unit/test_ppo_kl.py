@@ -1,4 +1,4 @@
-"""KL-penalty PPO (SEED-NOTES P10, P12): the multiplier updates move the right way by the right amount, the
+"""KL-penalty PPO: the multiplier updates move the right way by the right amount, the
 penalised loss equals TorchRL's ``KLPENPPOLoss`` on the same batch, its gradient at θ' = θ is the vanilla PG,
 and the module measures the update's KL over the whole rollout in the configured direction."""
 
@@ -34,7 +34,7 @@ def test_dual_ascent_moves_by_exactly_alpha_times_constraint_violation() -> None
         new = dual_ascent_kl_coef(0.5, kl, 0.01, lr=10.0)
         assert new == 0.5 + 10.0 * (kl - 0.01)
         assert (new > 0.5) == (kl > 0.01) and (new < 0.5) == (kl < 0.01)
-    assert dual_ascent_kl_coef(0.01, 0.0, 0.01, lr=10.0) == pytest.approx(-0.09)  # seed 000: no projection
+    assert dual_ascent_kl_coef(0.01, 0.0, 0.01, lr=10.0) == pytest.approx(-0.09)  # Atreya: no projection
     assert dual_ascent_kl_coef(0.01, 0.0, 0.01, lr=10.0, project=True) == 0.0  # projected onto λ ≥ 0
 
 

@@ -1,5 +1,5 @@
 """PPO's losses: the clip table, the θ'=θ identities, KL̂, and equality with TorchRL's ClipPPOLoss
-(SEED-NOTES P11)."""
+(Schulman et al. 2017)."""
 
 from __future__ import annotations
 

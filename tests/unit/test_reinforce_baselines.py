@@ -1,4 +1,4 @@
-"""Baselines (SEED-NOTES P3): the optimal per-component baseline of seed 001 §4.3.2 by exact enumeration, lower
+"""Baselines: the optimal per-component baseline of Yin §4.3.2 by exact enumeration, lower
 variance than the average baseline, every baseline leaves the mean gradient unchanged, and per-trajectory score
 gradients from torch.func equal a per-episode autograd loop."""
 
@@ -65,7 +65,7 @@ def test_optimal_baseline_is_the_seed_formula_and_minimises_variance_exactly() -
 
 def test_baselines_leave_the_mean_gradient_unchanged_exactly() -> None:
     """E[g (r − b)] = E[g r] for constants (average, optimal per component) and, with rewards-to-go, for any
-    b(s_t): E[Σ_t ∇log π_t (G_t − b(s_t))] = E[Σ_t ∇log π_t G_t] (seed 004 §3.5, EGLP)."""
+    b(s_t): E[Σ_t ∇log π_t (G_t − b(s_t))] = E[Σ_t ∇log π_t G_t] (Rossi §3.5, EGLP)."""
     m = _enumerate(seed=1)
     p, g, R = m["p"], m["g"], m["R"]
     plain, _ = _moments(p, g * R[:, None])

@@ -1,4 +1,4 @@
-"""REINFORCE's loss (SEED-NOTES P1–P3): equality with TorchRL's ``ReinforceLoss`` on the same batch, the
+"""REINFORCE's loss: equality with TorchRL's ``ReinforceLoss`` on the same batch, the
 surrogate's gradient equals Σ_t ∇log π·Φ by hand (softmax and Gaussian), Φ is detached, the seeds' trajectory
 normalisation, Monte-Carlo returns per option, and the optimal-baseline update through the module."""
 
@@ -51,7 +51,7 @@ def test_equals_torchrl_reinforce_loss_on_the_same_batch() -> None:
 
 def test_surrogate_gradient_equals_sum_of_score_times_phi_by_hand_softmax() -> None:
     """Linear softmax policy: ∇_θ log π(a|s) = s ⊗ (e_a − π(·|s)). Two trajectories (3 and 2 steps) plus one
-    padding step; ĝ = (1/2) Σ_τ Σ_t s_t ⊗ (e_{a_t} − π_t) Φ_t (seed 004 eq. 3.9)."""
+    padding step; ĝ = (1/2) Σ_τ Σ_t s_t ⊗ (e_{a_t} − π_t) Φ_t (Rossi eq. 3.9)."""
     g = torch.Generator().manual_seed(1)
     theta = torch.randn(3, 4, generator=g, requires_grad=True)
     s, a = torch.randn(6, 3, generator=g), torch.tensor([0, 3, 1, 2, 2, 0])
@@ -65,7 +65,7 @@ def test_surrogate_gradient_equals_sum_of_score_times_phi_by_hand_softmax() -> N
 
 
 def test_surrogate_gradient_gaussian_mean_by_hand() -> None:
-    """∇_μ log N(a; μ, σ) = (a − μ)/σ² (SEED-NOTES P1)."""
+    """∇_μ log N(a; μ, σ) = (a − μ)/σ²."""
     mu = torch.tensor([0.3, -0.2], requires_grad=True)
     a, sigma, phi = torch.tensor([[1.0, 0.5], [-0.4, 0.1]]), 0.7, torch.tensor([2.0, -1.0])
     logp = torch.distributions.Normal(mu, sigma).log_prob(a).sum(-1)
@@ -144,7 +144,7 @@ def test_module_gradient_is_the_mean_over_trajectories_of_summed_scores() -> Non
 
 def test_module_optimal_baseline_update_by_hand() -> None:
     """baseline=optimal: the applied gradient is (1/N) Σ_i (X_i − b* ⊙ Y_i), b* = Σ X⊙Y / Σ Y², with X_i, Y_i from
-    per-episode autograd (seed 001 §4.3.2)."""
+    per-episode autograd (Yin §4.3.2)."""
     m = _module(baseline="optimal", gamma=0.95)
     td = m.process_rollout(_rollout(m))
     flat = td.reshape(-1)

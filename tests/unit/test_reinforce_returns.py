@@ -1,4 +1,4 @@
-"""Reward-to-go, whole-trajectory returns and per-episode segment sums (SEED-NOTES P2, §1.3, §7.1) against slow
+"""Reward-to-go, whole-trajectory returns and per-episode segment sums against slow
 reference loops, in both discount conventions and across episode boundaries of a flat vector rollout."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_reward_to_go_on_a_flat_vector_rollout_respects_boundaries(discounting: 
 
 
 def test_backward_recursions() -> None:
-    """Relative: G_t = r_t + γ G_{t+1}; absolute: G_t = γ^k r_t + G_{t+1} (SEED-NOTES P2)."""
+    """Relative: G_t = r_t + γ G_{t+1}; absolute: G_t = γ^k r_t + G_{t+1}."""
     reward, done = _data(n=1, t=12, seed=2)
     done[:] = False
     gamma = 0.7
@@ -162,8 +162,8 @@ def _enumerate(m: dict[str, torch.Tensor], gamma: float) -> tuple[torch.Tensor, 
 
 def test_reward_to_go_is_unbiased_and_lower_variance_exactly() -> None:
     """Enumerating every trajectory: Σ_t ∇log π_t G(τ) and Σ_t ∇log π_t Σ_{k≥t} γ^k r_k have the same mean (the
-    past-reward term has expectation 0, seed 004 eq. 3.24) and reward-to-go has the smaller total variance
-    (SEED-NOTES P2). With γ < 1 this holds for the seed's *absolute* exponent (eq. 3.26); the relative one
+    past-reward term has expectation 0, Rossi eq. 3.24) and reward-to-go has the smaller total variance
+   . With γ < 1 this holds for the seed's *absolute* exponent (eq. 3.26); the relative one
     (eq. 3.28) estimates the gradient of a differently weighted objective."""
     p, full, rtg = _enumerate(_two_step_mdp(), 0.9)
     assert p.sum().item() == pytest.approx(1.0, abs=1e-6)

@@ -1,4 +1,4 @@
-"""SAC maths (SEED-NOTES D6, seed 004 Alg. 11.1): the soft target by hand (−α log π inside the discount, min over
+"""SAC maths: the soft target by hand (−α log π inside the discount, min over
 both target critics, termination vs truncation), the critic and actor losses, the temperature loss's direction,
 which parameters each loss moves, the Polyak schedule, and equality with TorchRL's ``SACLoss`` (v2, no value
 network) on the same batch and the same noise."""
@@ -42,7 +42,7 @@ def _perturb_targets(m: SAC, scale: float = 0.2) -> None:
 
 
 def test_soft_q_target_by_hand() -> None:
-    """y = r + γ(1 − term)(min(Q'_1, Q'_2) − α log π(a'|s')), the corrected eq. 11.5 (SEED-NOTES §7.8)."""
+    """y = r + γ(1 − term)(min(Q'_1, Q'_2) − α log π(a'|s')), the corrected eq. 11.5."""
     reward = torch.tensor([1.0, 2.0, 3.0])
     next_q = torch.tensor([[1.0, 5.0, 2.0], [3.0, 4.0, 0.0]])  # min over the two target critics: 1, 4, 0
     next_logp = torch.tensor([0.5, -1.0, 2.0])

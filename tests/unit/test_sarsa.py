@@ -1,4 +1,4 @@
-"""SARSA / Expected SARSA maths (seed 004 §2.10, eq. 2.9-2.12; SEED-NOTES V8): targets against hand
+"""SARSA / Expected SARSA maths (Rossi §2.10, eq. 2.9-2.12): targets against hand
 computations (terminated vs truncated), Expected SARSA with a greedy π is the Q-learning target, sampled SARSA
 targets average to the Expected-SARSA target, a' at rollout cuts comes from the current ε-greedy π at the true
 next observation, policy evaluation reaches Q^π of a linear solve, and on CliffWalking the on-policy fixed point

@@ -1,4 +1,4 @@
-"""SAC's tanh-squashed Gaussian head (seed 004 §11.2, App. A.8 eq. a.36-a.38) and the batched critic ensemble.
+"""SAC's tanh-squashed Gaussian head (Rossi §11.2, App. A.8 eq. a.36-a.38) and the batched critic ensemble.
 
 The log-density is checked against the change of variables done numerically (autograd's derivative of the inverse
 map), against a 1-D quadrature (it integrates to 1 over the bounds) and against the histogram of transformed
@@ -71,7 +71,7 @@ def test_samples_stay_within_bounds_and_log_probs_finite_when_saturated() -> Non
 
 
 def test_rsample_is_reparameterised() -> None:
-    """da/dμ = s (1 − tanh(u)²): gradients reach μ and σ through u, ε is a constant (seed 004 §11.2)."""
+    """da/dμ = s (1 − tanh(u)²): gradients reach μ and σ through u, ε is a constant (Rossi §11.2)."""
     head = _head(-2.0, 2.0)
     mean = torch.tensor([[0.4]], requires_grad=True)
     log_std = torch.tensor([[-1.0]], requires_grad=True)

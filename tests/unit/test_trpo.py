@@ -1,4 +1,4 @@
-"""NPG and TRPO steps (SEED-NOTES P8, P9): the surrogate's gradient at θ' = θ is the vanilla PG, the full natural
+"""NPG and TRPO steps: the surrogate's gradient at θ' = θ is the vanilla PG, the full natural
 step has quadratic KL exactly δ (and real KL ≈ δ for small δ), the line search accepts only steps with
 mean KL ≤ δ and an improved surrogate, and an impossible δ leaves θ bitwise unchanged."""
 
@@ -54,7 +54,7 @@ def test_natural_step_has_quadratic_kl_delta_and_real_kl_is_the_quadratic_one(ki
     for delta in (0.01, 1e-6):
         step = natural_step_scale(x, fvp(x), delta) * x
         assert 0.5 * step @ f_hat @ step == pytest.approx(delta, rel=1e-6)  # ½ΔᵀFΔ = δ
-        if damping:  # = sqrt(2δ / gᵀF⁻¹g) F⁻¹g (seed 004 eq. 6.7 = eq. 7.50)
+        if damping:  # = sqrt(2δ / gᵀF⁻¹g) F⁻¹g (Rossi eq. 6.7 = eq. 7.50)
             torch.testing.assert_close(step, torch.sqrt(2 * delta / (g @ x)) * x, rtol=1e-6, atol=1e-12)
         real_kl = net.head.kl(params_of(theta), params_of(theta + step)).mean().item()
         quadratic = 0.5 * (step @ (f_hat - damping * torch.eye(g.numel(), dtype=torch.float64)) @ step).item()
@@ -63,7 +63,7 @@ def test_natural_step_has_quadratic_kl_delta_and_real_kl_is_the_quadratic_one(ki
 
 
 def test_natural_step_with_identity_fisher_is_the_normalised_vanilla_step() -> None:
-    """F = I: θ' = θ + sqrt(2δ/‖g‖²) g, seed 004 eq. 6.6 with ε = 2δ."""
+    """F = I: θ' = θ + sqrt(2δ/‖g‖²) g, Rossi eq. 6.6 with ε = 2δ."""
     g = torch.tensor([3.0, -4.0], dtype=torch.float64)
     x = conjugate_gradient(lambda v: v, g).x
     step = natural_step_scale(x, x, 0.5) * x

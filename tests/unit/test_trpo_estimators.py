@@ -1,6 +1,6 @@
-"""Conjugate gradient and Fisher-vector products (SEED-NOTES §2.3, §2.6, P8, P9), checked in float64 against
+"""Conjugate gradient and Fisher-vector products, checked in float64 against
 explicit matrices: the Hessian of the mean KL from ``torch.autograd.functional.hessian``, the exact Fisher
-E[∇logπ ∇logπᵀ] (sum over actions for a categorical policy), and JᵀMJ from explicit Jacobians (seed 004 §7.8.1).
+E[∇logπ ∇logπᵀ] (sum over actions for a categorical policy), and JᵀMJ from explicit Jacobians (Rossi §7.8.1).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_fvp_equals_kl_hessian_and_exact_fisher_times_v(kind: str) -> None:
     obs = torch.randn(16, 3, dtype=torch.float64)
     params = list(net.parameters())
     hess, fisher = kl_hessian(net, obs), exact_fisher(net, obs)
-    torch.testing.assert_close(hess, fisher, rtol=1e-9, atol=1e-12)  # F = Hessian of KL (seed 004 eq. A.28)
+    torch.testing.assert_close(hess, fisher, rtol=1e-9, atol=1e-12)  # F = Hessian of KL (Rossi eq. A.28)
     kl = net.head.kl if kind == "continuous" else _renormalised_kl(net.head)  # type: ignore[arg-type]
     v = torch.randn(hess.shape[0], dtype=torch.float64)
     for method in ("hessian", "jmj"):
@@ -190,7 +190,7 @@ def test_fvp_on_a_subsample_is_the_fisher_of_those_states_and_kl_gradient_is_zer
     torch.testing.assert_close(fvp(v), kl_hessian(net, obs[idx]) @ v, rtol=1e-9, atol=1e-12)
     dist = net(obs)
     grad = flat_grad(net.head.kl(tuple(t.detach() for t in dist), dist).mean(), params)
-    assert grad.abs().max() < 1e-12  # ∇_θ' KL(θ‖θ') = 0 at θ' = θ (seed 003)
+    assert grad.abs().max() < 1e-12  # ∇_θ' KL(θ‖θ') = 0 at θ' = θ (Fragkiadaki)
 
 
 def test_flat_params_roundtrip_is_bitwise() -> None:
@@ -206,7 +206,7 @@ def test_flat_params_roundtrip_is_bitwise() -> None:
 
 
 def test_kl_quadratic_approximation() -> None:
-    """KL(θ ‖ θ+εd) − ½ε² dᵀFd = O(ε³) (seed 004 eq. A.25, seed 000 eq. 20)."""
+    """KL(θ ‖ θ+εd) − ½ε² dᵀFd = O(ε³) (Rossi eq. A.25, Atreya eq. 20)."""
     torch.manual_seed(3)
     net = SmallPolicy("discrete")
     obs = torch.randn(16, 3, dtype=torch.float64)

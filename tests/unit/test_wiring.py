@@ -267,7 +267,7 @@ def ac_policy(p: dict[str, Tensor], obs: Tensor, spec: Spec) -> tuple[Tensor, ..
 def gae(reward: Tensor, value: Tensor, next_value: Tensor, terminated: Tensor, done: Tensor, gamma: float,
         lam: float) -> Tensor:
     """Â_t = δ_t + γλ(1 − done_t) Â_{t+1}, δ_t = r_t + γ(1 − terminated_t) V(s'_t) − V(s_t), per env row, 0 after
-    the rollout's last step (seed 004 eq. 5.6–5.7)."""
+    the rollout's last step (Rossi eq. 5.6–5.7)."""
     adv = torch.zeros_like(reward)
     for i in range(reward.shape[0]):
         running = torch.zeros(())
@@ -306,7 +306,7 @@ def reference_step(opt: torch.optim.Optimizer, params: dict[str, Tensor], names:
 # === PPO (clipped surrogate) =====================================================================================
 @SPECS
 def test_ppo(spec: Spec) -> None:
-    """PPO (Schulman et al. 2017; seed 004 ch. 8): GAE(γ, λ) advantages and λ-return targets from θ_old at
+    """PPO (Schulman et al. 2017; Rossi ch. 8): GAE(γ, λ) advantages and λ-return targets from θ_old at
     ``process_rollout``; then, from a θ that has moved since (a later minibatch), the loss
     −mean min(r Â, clip(r, 1 ± ε) Â) + c_v mean max((V − V_targ)², (V_old + clip(V − V_old, ±ε_v) − V_targ)²) − c_e H
     with Â standardised per minibatch, r = π_θ(a|s)/π_old(a|s) from the collector's ``sample_log_prob``, and
@@ -347,7 +347,7 @@ def test_ppo(spec: Spec) -> None:
 
 @pytest.mark.parametrize("above", [True, False], ids=["stop", "go-on"])
 def test_ppo_kl_early_stop(above: bool) -> None:
-    """PPO's KL early stop (seed 004 Alg. 8.1): when KL̂ = mean(log π_old(a|s) − log π_θ(a|s)) on the minibatch
+    """PPO's KL early stop (Rossi Alg. 8.1): when KL̂ = mean(log π_old(a|s) − log π_θ(a|s)) on the minibatch
     reaches ``target_kl`` before the step, the module asks the data source to drop the rest of the rollout and
     returns no loss; just below it, it steps as usual."""
     torch.manual_seed(0)
@@ -372,7 +372,7 @@ def test_ppo_kl_early_stop(above: bool) -> None:
 # === A2C ==========================================================================================================
 @SPECS
 def test_a2c(spec: Spec) -> None:
-    """A2C (seed 004 Alg. 3.3, eq. 3.29–3.33): Â = GAE(γ, λ) and the critic target y = GAE(γ, λ_c) + V from
+    """A2C (Rossi Alg. 3.3, eq. 3.29–3.33): Â = GAE(γ, λ) and the critic target y = GAE(γ, λ_c) + V from
     ``process_rollout``; one step on the whole rollout on −mean(log π(a|s) Â) + c_v mean((V − y)²) − c_e H, with
     RMSprop, actor step size η and critic step size ω (``critic_lr``), both decayed linearly."""
     torch.manual_seed(0)
@@ -412,7 +412,7 @@ def test_a2c(spec: Spec) -> None:
 @pytest.mark.parametrize(("spec", "rule"), [(DISCRETE, "adaptive"), (CONTINUOUS, "dual")],
                          ids=["categorical-adaptive", "gaussian-dual"])
 def test_ppo_kl(spec: Spec, rule: str) -> None:
-    """KL-penalty PPO (seeds 002/003 "PPO with Adaptive KL Penalty", seed 000 Alg. 2): GAE advantages, λ-return
+    """KL-penalty PPO (Brunskill, Fragkiadaki "PPO with Adaptive KL Penalty", Atreya Alg. 2): GAE advantages, λ-return
     targets and π_old's distribution from ``process_rollout``; from a θ that has moved since, the loss
     −(mean(r Â) − β mean KL) + c_v mean((V − V_targ)²) − c_e H, with KL(π_old ‖ π_θ) (adaptive) or KL(π_θ ‖ π_old)
     (dual); after the rollout's last step, the multiplier moves on the mean KL between π_old and the updated
@@ -456,7 +456,7 @@ def test_ppo_kl(spec: Spec, rule: str) -> None:
 
 # === DQN and SARSA =================================================================================================
 def q_mlp(p: dict[str, Tensor], prefix: str, x: Tensor) -> Tensor:
-    """Q(s, ·) of an ``mlp(obs, [8], |A|, relu)``: one output per action (seed 004 Fig. 2.1)."""
+    """Q(s, ·) of an ``mlp(obs, [8], |A|, relu)``: one output per action (Rossi Fig. 2.1)."""
     h = F.relu(F.linear(x, p[f"{prefix}.0.weight"], p[f"{prefix}.0.bias"]))
     return F.linear(h, p[f"{prefix}.2.weight"], p[f"{prefix}.2.bias"])
 
@@ -466,7 +466,7 @@ def huber(x: Tensor) -> Tensor:
 
 
 def polyak_(p: dict[str, Tensor], target: str, online: str, tau: float) -> None:
-    """θ' ← τ θ + (1 − τ) θ' (seed 004 eq. 2.8 with ς = 1 − τ), by name."""
+    """θ' ← τ θ + (1 − τ) θ' (Rossi eq. 2.8 with ς = 1 − τ), by name."""
     with torch.no_grad():
         for k in p:
             if k.startswith(target + "."):
@@ -490,7 +490,7 @@ def td_step_reference(m: RLModule, p: dict[str, Tensor], td: TensorDict, y: Tens
 
 @pytest.mark.parametrize(("target", "loss_kind"), [("max", "huber"), ("double_dqn", "mse")])
 def test_dqn(target: str, loss_kind: str) -> None:
-    """DQN (seed 004 Alg. 2.3; Mnih et al. 2015): y = r + γ (1 − terminated) Q'(s', argmax_a' Q_sel(s', a')), with
+    """DQN (Rossi Alg. 2.3; Mnih et al. 2015): y = r + γ (1 − terminated) Q'(s', argmax_a' Q_sel(s', a')), with
     Q_sel = the target network Q' (``max``) or the online Q (Double DQN, van Hasselt et al. 2016); one Adam step on
     the mean Huber (or squared) error of Q(s, a) − y, the step size decayed linearly; then Polyak on Q'."""
     torch.manual_seed(0)
@@ -514,7 +514,7 @@ def test_dqn(target: str, loss_kind: str) -> None:
 
 @pytest.mark.parametrize("expected_sarsa", [False, True], ids=["sarsa", "expected-sarsa"])
 def test_sarsa(expected_sarsa: bool) -> None:
-    """SARSA (seed 004 §2.10, eq. 2.9) and Expected SARSA (eq. 2.12) with a target network: ``process_rollout``
+    """SARSA (Rossi §2.10, eq. 2.9) and Expected SARSA (eq. 2.12) with a target network: ``process_rollout``
     fixes a' (the action the env took next, or one drawn from the ε-greedy π over the online Q at the true next
     observation where the rollout is cut: episode ends and the last step) or π(·|s') (ε/|A| + (1 − ε) on the
     greedy action, ε at the source's clock); y = r + γ (1 − terminated) Q'(s', a') or Σ_a π(a|s') Q'(s', a); one
@@ -568,7 +568,7 @@ def sac_policy(p: dict[str, Tensor], obs: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def squashed(spec: Spec, mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """a = c + s·tanh(u), u = μ + σ ε, and the log-density of tanh(u) in (−1, 1)^|A| (seed 004 eq. 11.6/11.8,
+    """a = c + s·tanh(u), u = μ + σ ε, and the log-density of tanh(u) in (−1, 1)^|A| (Rossi eq. 11.6/11.8,
     App. A.8): Σ_d log N(u_d; μ_d, σ_d) − log(1 − tanh²u_d), with 1 − tanh²u = 4 / (e^u + e^−u)²."""
     u = mean + log_std.exp() * eps
     log1m_tanh_sq = 2 * (math.log(2) - u.abs() - torch.log1p(torch.exp(-2 * u.abs())))
@@ -585,7 +585,7 @@ def ensemble_q(p: dict[str, Tensor], prefix: str, obs: Tensor, action: Tensor) -
 
 
 def test_sac() -> None:
-    """SAC (seed 004 Alg. 11.1, eq. 11.5–11.8; Haarnoja et al. 2018B): with α = exp(log α) before the step,
+    """SAC (Rossi Alg. 11.1, eq. 11.5–11.8; Haarnoja et al. 2018B): with α = exp(log α) before the step,
     y = r + γ (1 − terminated)(min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s') fresh; the loss
     ½ Σ_i mean (Q_i(s, a) − y)² + mean(α log π(ã|s) − min_i Q_i(s, ã)) (critics held fixed, ã reparameterised)
     − mean(log α · (log π(ã|s) + H̄)), one Adam step with a step size per part, then Polyak on the target critics.
@@ -643,7 +643,7 @@ def det_q(p: dict[str, Tensor], prefix: str, i: int, obs: Tensor, action: Tensor
 
 
 def test_td3() -> None:
-    """TD3 (seed 004 Alg. 10.1, eq. 10.1; Fujimoto et al. 2018) with d = 1, so one step runs every part:
+    """TD3 (Rossi Alg. 10.1, eq. 10.1; Fujimoto et al. 2018) with d = 1, so one step runs every part:
     a' = clip(μ'(s') + clip(σ̃ h ε, −c h, c h), low, high) with ε from the module's generator (h the half-range),
     y = r + γ (1 − terminated) min(Q'_1, Q'_2)(s', a'); an Adam step of both critics on Σ_i mean (Q_i(s, a) − y)²;
     then an Adam step of the actor on −mean Q_1(s, μ(s)) with the updated critic; then Polyak on every target."""
@@ -732,7 +732,7 @@ def pg_reference_step(p: dict[str, Tensor], grads: dict[str, Tensor], loss: Tens
 @pytest.mark.parametrize(("spec", "case"), [(DISCRETE, "value"), (CONTINUOUS, "average")],
                          ids=["categorical-value-adam", "gaussian-average-sgd"])
 def test_reinforce(spec: Spec, case: str) -> None:
-    """REINFORCE (seed 004 Algs 3.1–3.2, seed 001 Alg. 2) on complete episodes with padding:
+    """REINFORCE (Rossi Algs 3.1–3.2, Yin Alg. 2) on complete episodes with padding:
     loss −Σ_t mask · log π(a_t|s_t) Φ_t / |D| − c_e mean H + Σ_t mask (V(s_t) − G_t)² / #steps.
 
     ``value``: Φ = G_t − V(s_t), the reward-to-go continued by V(final observation) on truncated steps only,
@@ -782,7 +782,7 @@ def test_reinforce(spec: Spec, case: str) -> None:
 @pytest.mark.parametrize(("spec", "kind"), [(DISCRETE, "first_order"), (CONTINUOUS, "per_decision")],
                          ids=["categorical-first-order-sgd", "gaussian-per-decision-value-adam"])
 def test_offpg(spec: Spec, kind: str) -> None:
-    """Off-policy PG (seed 004 Alg. 4.1, eq. 4.4; seed 000 §2.1) from a rollout of the behaviour copy β while θ has
+    """Off-policy PG (Rossi Alg. 4.1, eq. 4.4; Atreya §2.1) from a rollout of the behaviour copy β while θ has
     moved away from it: ρ_t = π_θ(a_t|s_t)/π_β(a_t|s_t) and the loss −Σ_t mask · log π_θ(a_t|s_t) Ψ_t / |D|
     (− c_e mean H + Σ_t mask (V(s_t) − G_t)² / #steps with the value baseline), with
     ``first_order``: Ψ_t = ρ_t G_t (no baseline), and ``per_decision``: W_t = Π_{t' ≤ t} ρ_t' within the episode,
@@ -836,7 +836,7 @@ def test_offpg(spec: Spec, kind: str) -> None:
 
 # === TRPO and NPG =================================================================================================
 def conjugate_gradient(a: Tensor, b: Tensor, iterations: int, tol: float) -> Tensor:
-    """x ≈ A⁻¹ b by conjugate gradient from x = 0 (seed 004 App. B Alg. b.1), stopping after ``iterations``
+    """x ≈ A⁻¹ b by conjugate gradient from x = 0 (Rossi App. B Alg. b.1), stopping after ``iterations``
     products or once ‖r‖² ≤ ``tol``."""
     x, r = torch.zeros_like(b), b.clone()
     d, rr = r.clone(), r.dot(r)
@@ -854,7 +854,7 @@ def conjugate_gradient(a: Tensor, b: Tensor, iterations: int, tol: float) -> Ten
 @pytest.mark.parametrize(("cls", "spec"), [(TRPO, DISCRETE), (NPG, CONTINUOUS)], ids=["trpo-categorical",
                                                                                     "npg-gaussian"])
 def test_trpo_npg(cls: type[TRPO], spec: Spec) -> None:
-    """TRPO (seed 004 Alg. 7.1) and NPG (Alg. 6.1) with GAE advantages from ``process_rollout``, standardised:
+    """TRPO (Rossi Alg. 7.1) and NPG (Alg. 6.1) with GAE advantages from ``process_rollout``, standardised:
     g = ∇ mean(π_θ'(a|s)/π_θ(a|s) Â) at θ' = θ; F the Hessian of the mean KL(π_θ ‖ π_θ') at θ' = θ, formed
     explicitly here; x by CG on (F + c I) x = g; Δ = sqrt(2δ / xᵀ(F + c I)x) x. NPG takes θ + Δ; TRPO the first
     θ + b^j Δ whose mean KL ≤ δ and whose surrogate improved (else θ). Then the critic: ``critic_epochs`` passes of
@@ -929,7 +929,7 @@ def test_trpo_npg(cls: type[TRPO], spec: Spec) -> None:
 def gae_rollout(m: Any, spec: Spec, gamma: float, lam: float
                 ) -> tuple[TensorDict, TensorDict, tuple[Tensor, ...], Tensor, Tensor]:
     """A rollout sampled by the actor-critic's current (old) policy, annotated by the module's ``process_rollout``,
-    with its GAE advantages and λ-return targets checked against a hand computation (seed 004 ch. 5).
+    with its GAE advantages and λ-return targets checked against a hand computation (Rossi ch. 5).
     Returns (raw rollout, annotated rollout, old policy distribution, advantages, old values)."""
     old = params_of(m.net)
     raw = rollout(spec)

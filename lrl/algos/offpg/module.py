@@ -100,6 +100,13 @@ class OffPolicyPG(RLModule):
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, deterministic)
 
+    def policy_network(self) -> PolicyNet:
+        return self.policy  # algo.init_from starts it from another run's policy
+
+    def load_policy_state(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_policy_state(state)
+        self.behaviour.load_state_dict(self.policy.state_dict())  # β collects the first rollout: β = θ
+
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:
         if args["policy_epochs"] is not None and not 1 <= args["policy_epochs"] <= args["epochs"]:

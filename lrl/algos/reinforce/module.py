@@ -101,6 +101,9 @@ class Reinforce(RLModule):
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, deterministic)
 
+    def policy_network(self) -> PolicyNet:
+        return self.policy  # algo.init_from starts it from another run's policy
+
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:
         if args["policy_epochs"] > args["epochs"]:

@@ -114,6 +114,9 @@ class TRPO(RLModule):
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self.net.act(obs, deterministic)
 
+    def policy_network(self) -> ActorCritic:
+        return self.net  # algo.init_from starts it from another run's policy
+
     @torch.no_grad()
     def process_rollout(self, td: TensorDict) -> TensorDict:
         explained = annotate_gae(td, self.net.value, self.hp.gamma, self.hp.gae_lambda)

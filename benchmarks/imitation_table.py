@@ -136,6 +136,7 @@ def main() -> int:
     parser.add_argument("--task", choices=sorted(TASKS), action="append", help="default: all tasks")
     parser.add_argument("--labels", type=int, nargs="+", default=None, help="default: the task's own five")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--expert", action="append", default=[], metavar="TASK=RUN_DIR",
                         help="an existing expert run for a task (else one is trained with the task's expert recipe)")
@@ -151,7 +152,7 @@ def main() -> int:
     _env(out)
     _quiet()
     args.expert = dict(e.split("=", 1) for e in args.expert)
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds)))
     from lrl.demos import record
     from lrl.launch import evaluate_run
 

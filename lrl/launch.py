@@ -65,7 +65,6 @@ def probe_spec(recipe: Recipe) -> Any:
     return spec
 
 
-SPEC_FIELDS = ("obs_kind", "obs_shape", "goal_shape", "action_kind", "action_dim")  # what a policy's weights fit
 
 
 def init_from_state(recipe: Recipe, spec: Any) -> dict[str, Any] | None:
@@ -81,6 +80,7 @@ def init_from_state(recipe: Recipe, spec: Any) -> dict[str, Any] | None:
         return None
     from lrl.evaluate import policy_from_checkpoint, read_checkpoint, resolve_checkpoint
     from lrl.recipe.registry import algorithm_class, datamodule_class
+    from lrl.spec import spec_differences
 
     what = f"algo.init_from={ref}"
     try:
@@ -92,10 +92,9 @@ def init_from_state(recipe: Recipe, spec: Any) -> dict[str, Any] | None:
     src_net = source.module.policy_network()
     if src_net is None:
         raise RecipeError(f"{what}: its algorithm ({src_algo}) has no stochastic MLP policy to start from")
-    if any(getattr(source.spec, f) != getattr(spec, f) for f in SPEC_FIELDS):
-        mine = ", ".join(f"{f}={getattr(spec, f)}" for f in SPEC_FIELDS if getattr(spec, f) != getattr(source.spec, f))
-        theirs = ", ".join(f"{f}={getattr(source.spec, f)}" for f in SPEC_FIELDS
-                           if getattr(spec, f) != getattr(source.spec, f))
+    diff = spec_differences(spec, source.spec)
+    if diff is not None:
+        mine, theirs = diff
         raise RecipeError(f"{what}: that run learned on {source.spec.id} ({theirs}), this recipe's data is {spec.id} "
                           f"({mine})")
     target = algorithm_class(recipe.algo["name"])(spec, **algo_arguments(recipe.algo)).policy_network()

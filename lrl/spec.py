@@ -67,6 +67,18 @@ class Spec:
 EnvSpec = Spec  # the name used before Contract v2; checkpoints and user code written against it keep working
 
 
+SHAPE_FIELDS = ("obs_kind", "obs_shape", "goal_shape", "action_kind", "action_dim")  # what a policy's weights fit
+
+
+def spec_differences(a: Spec, b: Spec) -> tuple[str, str] | None:
+    """None when ``a`` and ``b`` describe the same observations and actions (:data:`SHAPE_FIELDS`); else the fields
+    that differ, as ``field=value`` lists of ``a`` and of ``b``, for a one-line error."""
+    diff = [f for f in SHAPE_FIELDS if getattr(a, f) != getattr(b, f)]
+    if not diff:
+        return None
+    return ", ".join(f"{f}={getattr(a, f)}" for f in diff), ", ".join(f"{f}={getattr(b, f)}" for f in diff)
+
+
 def policy_input(obs: Any) -> Any:
     """What a policy sees: the observation itself, or for a goal observation (a mapping with ``observation`` and
     ``desired_goal``, numpy or torch) the two concatenated along the last axis (``Spec.input_dim`` wide)."""

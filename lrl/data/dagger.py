@@ -39,12 +39,11 @@ from lrl.data.expert import Expert, load_expert
 from lrl.data.rounds import Episode, RoundsDataModule, StepFn, episode_seed, transitions
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import GOAL_KEYS, Spec
+from lrl.spec import GOAL_KEYS, Spec, spec_differences
 
 log = logging.getLogger(__name__)
 
 BetaSchedule = Literal["constant", "linear", "exponential"]
-SPEC_FIELDS = ("obs_kind", "obs_shape", "action_kind", "action_dim")
 
 
 def beta_at(round_index: int, schedule: BetaSchedule, beta: float, decay: float, rounds: int) -> float:
@@ -121,9 +120,9 @@ class DaggerDataModule(RoundsDataModule):
             from lrl.data.minari_io import minari_spec
 
             theirs = minari_spec(args["dataset"], "data.dataset")
-            if any(getattr(theirs, f) != getattr(spec, f) for f in SPEC_FIELDS):
-                mine = ", ".join(f"{f}={getattr(theirs, f)}" for f in SPEC_FIELDS)
-                env_side = ", ".join(f"{f}={getattr(spec, f)}" for f in SPEC_FIELDS)
+            diff = spec_differences(theirs, spec)
+            if diff is not None:
+                mine, env_side = diff
                 raise RecipeError(f"data.dataset={args['dataset']}: the demonstrations ({mine}) do not match "
                                   f"env.id={spec.id} ({env_side})")
         return spec

@@ -23,7 +23,7 @@ import numpy as np
 
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import Spec
+from lrl.spec import Spec, spec_differences
 
 
 @dataclass
@@ -42,10 +42,9 @@ class Expert:
         """One line when the expert was trained on observations/actions other than ``spec`` (another env)."""
         if self.spec is None:
             return
-        fields = ("obs_kind", "obs_shape", "action_kind", "action_dim")
-        if any(getattr(self.spec, f) != getattr(spec, f) for f in fields):
-            mine = ", ".join(f"{f}={getattr(self.spec, f)}" for f in fields)
-            theirs = ", ".join(f"{f}={getattr(spec, f)}" for f in fields)
+        diff = spec_differences(self.spec, spec)
+        if diff is not None:
+            mine, theirs = diff
             raise RecipeError(f"{what}={self.ref}: the expert was trained on {self.spec.id} ({mine}), which does not "
                               f"match {spec.id} ({theirs})")
 

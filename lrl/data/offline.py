@@ -11,7 +11,7 @@ from lrl.data.dataset import OfflineStream, load_dataset
 from lrl.data.ranked import BatchStream, RankedDataModule
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import Spec
+from lrl.spec import Spec, spec_differences
 
 
 class OfflineDataModule(RankedDataModule):
@@ -47,10 +47,9 @@ class OfflineDataModule(RankedDataModule):
             from lrl.data.env import probe_env_spec
 
             there = probe_env_spec(env)
-            fields = ("obs_shape", "action_kind", "action_dim", "obs_kind")
-            if any(getattr(spec, f) != getattr(there, f) for f in fields):
-                mine = ", ".join(f"{f}={getattr(spec, f)}" for f in fields)
-                theirs = ", ".join(f"{f}={getattr(there, f)}" for f in fields)
+            diff = spec_differences(spec, there)
+            if diff is not None:
+                mine, theirs = diff
                 raise RecipeError(f"data.path={args['path']}: the dataset ({mine}) does not match env.id={env.id} "
                                   f"({theirs})")
         return spec

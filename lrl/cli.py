@@ -150,11 +150,15 @@ def ls() -> None:
     from lrl.recipe.registry import ALGORITHMS
 
     typer.echo("recipes:")
+    rows = []
     for name in shipped_recipes():
         data = yaml.safe_load(find_recipe(name).read_text())
         env = (data.get("env") or {}).get("id", "-")
         unit, amount = next(iter((data.get("budget") or {"?": 0}).items()))
-        typer.echo(f"  {name:<28} {data.get('algo', {}).get('name', '?'):<10} {env:<20} {amount:>10,} {unit}")
+        rows.append((name, str(data.get("algo", {}).get("name", "?")), str(env), f"{amount:,} {unit}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
+    for name, algo, env, budget in rows:
+        typer.echo(f"  {name:<{widths[0]}}  {algo:<{widths[1]}}  {env:<{widths[2]}}  {budget}")
     typer.echo("algorithms: " + ", ".join(sorted(ALGORITHMS)))
 
 

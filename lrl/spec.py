@@ -79,6 +79,14 @@ def spec_differences(a: Spec, b: Spec) -> tuple[str, str] | None:
     return ", ".join(f"{f}={getattr(a, f)}" for f in diff), ", ".join(f"{f}={getattr(b, f)}" for f in diff)
 
 
+def require_same(data: Spec, env: Spec, what: str, data_name: str = "the dataset") -> None:
+    """One :class:`RecipeError` line when a dataset (``data``) and the env it is used with describe different
+    observations or actions; ``what`` names the recipe key (``data.path=FILE``)."""
+    diff = spec_differences(data, env)
+    if diff is not None:
+        raise RecipeError(f"{what}: {data_name} ({diff[0]}) does not match env.id={env.id} ({diff[1]})")
+
+
 def policy_input(obs: Any) -> Any:
     """What a policy sees: the observation itself, or for a goal observation (a mapping with ``observation`` and
     ``desired_goal``, numpy or torch) the two concatenated along the last axis (``Spec.input_dim`` wide)."""

@@ -39,7 +39,7 @@ from lrl.data.expert import Expert, load_expert
 from lrl.data.rounds import Episode, RoundsDataModule, StepFn, episode_seed, transitions
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import GOAL_KEYS, Spec, spec_differences
+from lrl.spec import GOAL_KEYS, Spec, require_same
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,8 @@ class DaggerDataModule(RoundsDataModule):
         if args.get("dataset") is not None:
             from lrl.data.minari_io import minari_spec
 
-            theirs = minari_spec(args["dataset"], "data.dataset")
-            diff = spec_differences(theirs, spec)
-            if diff is not None:
-                mine, env_side = diff
-                raise RecipeError(f"data.dataset={args['dataset']}: the demonstrations ({mine}) do not match "
-                                  f"env.id={spec.id} ({env_side})")
+            require_same(minari_spec(args["dataset"], "data.dataset"), spec, f"data.dataset={args['dataset']}",
+                         "the demonstrations")
         return spec
 
     @classmethod

@@ -22,7 +22,7 @@ from lrl.data.offline import OfflineDataModule
 from lrl.data.ranked import RankedDataModule
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import Spec
+from lrl.spec import Spec, require_same
 
 __all__ = ["DemosDataModule", "minari_spec", "read_minari", "write_minari"]
 
@@ -70,12 +70,7 @@ class DemosDataModule(OfflineDataModule):
         if env is not None:
             from lrl.data.env import probe_env_spec
 
-            spec, there = info.spec, probe_env_spec(env)
-            fields = ("obs_kind", "obs_shape", "goal_shape", "action_kind", "action_dim")
-            if any(getattr(spec, f) != getattr(there, f) for f in fields):
-                mine = ", ".join(f"{f}={getattr(spec, f)}" for f in fields)
-                theirs = ", ".join(f"{f}={getattr(there, f)}" for f in fields)
-                raise RecipeError(f"data.dataset={ref}: the dataset ({mine}) does not match env.id={env.id} ({theirs})")
+            require_same(info.spec, probe_env_spec(env), f"data.dataset={ref}")
         return info.spec
 
     @classmethod

@@ -11,7 +11,7 @@ from lrl.data.dataset import OfflineStream, load_dataset
 from lrl.data.ranked import BatchStream, RankedDataModule
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
-from lrl.spec import Spec, spec_differences
+from lrl.spec import Spec, require_same
 
 
 class OfflineDataModule(RankedDataModule):
@@ -46,12 +46,7 @@ class OfflineDataModule(RankedDataModule):
         if env is not None:
             from lrl.data.env import probe_env_spec
 
-            there = probe_env_spec(env)
-            diff = spec_differences(spec, there)
-            if diff is not None:
-                mine, theirs = diff
-                raise RecipeError(f"data.path={args['path']}: the dataset ({mine}) does not match env.id={env.id} "
-                                  f"({theirs})")
+            require_same(spec, probe_env_spec(env), f"data.path={args['path']}")
         return spec
 
     @classmethod

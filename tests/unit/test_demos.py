@@ -128,22 +128,29 @@ def test_without_env_id_the_spaces_come_from_the_spec() -> None:
     _assert_exact(data, _expected(spec, episodes))
 
 
-@pytest.mark.filterwarnings("ignore:`eval_env` is set to None")
-def test_a_dataset_made_by_minaris_own_data_collector_is_read() -> None:
-    """Not written by lrl: Minari's DataCollector around a gymnasium env, stepped with random actions."""
+def _collect_random(env: Any, action_seed: int, seeds: tuple[int, ...], dataset_id: str) -> None:
+    """A dataset not written by lrl: Minari's DataCollector around ``env``, one random-action episode per seed."""
     import minari
 
-    env = minari.DataCollector(gym.make("CartPole-v1"))
-    env.action_space.seed(3)
-    for seed in (1, 2, 3):
+    env = minari.DataCollector(env)
+    env.action_space.seed(action_seed)
+    for seed in seeds:
         env.reset(seed=seed)
         done = False
         while not done:
             _, _, term, trunc, _ = env.step(env.action_space.sample())
             done = term or trunc
-    env.create_dataset("cartpole/random-v0", algorithm_name="random", author="lrl tests", author_email="-",
+    env.create_dataset(dataset_id, algorithm_name="random", author="lrl tests", author_email="-",
                        code_permalink="-", description="random policy")
     env.close()
+
+
+@pytest.mark.filterwarnings("ignore:`eval_env` is set to None")
+def test_a_dataset_made_by_minaris_own_data_collector_is_read() -> None:
+    """Not written by lrl: Minari's DataCollector around a gymnasium env, stepped with random actions."""
+    import minari
+
+    _collect_random(gym.make("CartPole-v1"), 3, (1, 2, 3), "cartpole/random-v0")
 
     data, spec = read_minari("cartpole/random-v0")
     assert spec == _env_spec("CartPole-v1") and minari_spec("cartpole/random-v0") == spec
@@ -159,17 +166,7 @@ def test_a_goal_dataset_made_by_minaris_data_collector_is_read() -> None:
     import gymnasium_robotics  # noqa: F401
     import minari
 
-    env = minari.DataCollector(gym.make("PointMaze_UMaze-v3", max_episode_steps=20))
-    env.action_space.seed(0)
-    for seed in (0, 1):
-        env.reset(seed=seed)
-        done = False
-        while not done:
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            done = term or trunc
-    env.create_dataset("maze/random-v0", algorithm_name="random", author="lrl tests", author_email="-",
-                       code_permalink="-", description="random policy")
-    env.close()
+    _collect_random(gym.make("PointMaze_UMaze-v3", max_episode_steps=20), 0, (0, 1), "maze/random-v0")
     data, spec = read_minari("maze/random-v0")
     assert spec.obs_kind == "goal" and spec.obs_shape == (4,) and spec.goal_shape == (2,) and spec.action_dim == 2
     eps = list(minari.load_dataset("maze/random-v0").iterate_episodes())

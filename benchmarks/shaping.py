@@ -35,6 +35,7 @@ def _command(recipe: str, seed: int, args: argparse.Namespace, run_dir: Path, ur
                  "checkpoint.every=0", "tracking.experiment=shaping-benchmark"]
     if args.frames:
         overrides.append(f"budget.frames={args.frames}")
+    overrides += args.override
     return [sys.executable, "-m", "lrl.cli", "train", recipe, *overrides, "--run-dir", str(run_dir),
             "--tracking-uri", uri]
 
@@ -88,6 +89,8 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 2), help="runs at once")
     p.add_argument("--work-dir", type=Path, default=None, help="run directories and MLflow stores (default: temp)")
     p.add_argument("--out", type=Path, default=None, help="append one JSON line per recipe here")
+    p.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="applied to every run, e.g. algo.eps_decay_frames=5000 (a control for a recipe's change)")
     p.add_argument("--quick", action="store_true", help="1 seed, 60k frames, eval every 5k frames on 10 episodes")
     args = p.parse_args()
     if args.quick:
@@ -131,7 +134,8 @@ def main() -> int:
                   f"{done[job]['final']:.1f}, {minutes:.1f} min", file=sys.stderr, flush=True)
 
     budget = args.frames
-    print(f"\nbar {args.bar}, eval every {args.eval_every:,} frames on {args.eval_episodes} episodes, seeds {seeds}\n")
+    print(f"\noverrides {' '.join(args.override) or '-'}, bar {args.bar}, eval every {args.eval_every:,} frames on "
+          f"{args.eval_episodes} episodes, seeds {seeds}\n")
     print("| recipe | frames to bar (median) | per seed | reached | final eval per seed | best eval per seed | "
           "stage advances | min/run |")
     print("|---|---|---|---|---|---|---|---|")
@@ -146,7 +150,8 @@ def main() -> int:
               f"{median([r['minutes'] for r in rows]):.1f} |")
         if args.out:
             with args.out.open("a") as f:
-                f.write(json.dumps({"recipe": recipe, "seeds": seeds, "bar": args.bar, "frames": budget,
+                f.write(json.dumps({"recipe": recipe, "overrides": args.override, "seeds": seeds, "bar": args.bar,
+                                    "frames": budget,
                                     "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
                                     "runs": [{k: (None if isinstance(v, float) and math.isinf(v) else v)
                                               for k, v in r.items()} for r in rows]}) + "\n")

@@ -46,7 +46,7 @@ def main() -> int:
         return 0
     out = args.out or Path(tempfile.mkdtemp()) / "learning.jsonl"
     cmd = [sys.executable, "-m", "pytest", "-m", "slow", "-q", str(ROOT / "tests" / "learning"),
-           "-p", "no:cacheprovider"]
+           "-p", "no:cacheprovider", "-n", "0"]  # one check at a time: each runs its own seeds side by side
     if args.k:
         cmd += ["-k", args.k]
     proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "LRL_LEARNING_RESULTS": str(out)})

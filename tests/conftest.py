@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # several test workers share the cores: one torch thread each (and in the lrl processes they start), or
+    # their spinning OpenMP threads oversubscribe the machine and every test slows down by several times
+    os.environ.setdefault("LRL_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:

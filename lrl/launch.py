@@ -286,7 +286,7 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
 
     quiet_libraries()
     if Path(target).is_dir() and not _is_child_rank():
-        settle(Path(target))  # a run whose process died without a word: its MLflow run is KILLED, not RUNNING
+        settle(Path(target), quiet=True)  # a run whose process died without a word: its MLflow run is KILLED, not RUNNING
     ckpt_path, ckpt = load_checkpoint(target, warn=not _is_child_rank())
     info = ckpt["lrl"]
     for text in overrides or []:

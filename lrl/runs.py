@@ -145,20 +145,25 @@ def mlflow_run(client: Any, run_id: str | None) -> Any:
         return None
 
 
-def settle(run_dir: Path, stores: Stores | None = None) -> Any:
+def settle(run_dir: Path, stores: Stores | None = None, quiet: bool = False) -> Any:
     """The run directory's MLflow run (None when unknown or unreachable), after marking it KILLED when MLflow still
-    says RUNNING but its process is gone: ``kill -9`` or a lost machine leaves it RUNNING forever otherwise."""
+    says RUNNING but its process is gone: ``kill -9`` or a lost machine leaves it RUNNING forever otherwise.
+    ``quiet``: no line saying so, and no look at MLflow for a run that is not dead (``lrl resume``)."""
     info = read_info(run_dir)
+    dead = info.get("status") == "RUNNING" and process_alive(info) is False
+    if quiet and not dead:
+        return None
     stores = stores or Stores()
     client = stores.client(info.get("tracking_uri"))
     run = mlflow_run(client, info.get("mlflow_run_id"))
-    if info.get("status") == "RUNNING" and process_alive(info) is False:
+    if dead:
         if run is not None and run.info.status == "RUNNING":
             try:
                 client.set_terminated(run.info.run_id, "KILLED")
                 run = client.get_run(run.info.run_id)
-                log.warning("%s: its process (pid %s) is gone; MLflow run %s marked KILLED", run_dir, info["pid"],
-                            run.info.run_id)
+                if not quiet:
+                    log.warning("%s: its process (pid %s) is gone; MLflow run %s marked KILLED", run_dir,
+                                info["pid"], run.info.run_id)
             except Exception as err:  # noqa: BLE001
                 log.warning("%s: could not mark MLflow run %s KILLED (%s)", run_dir, run.info.run_id,
                             type(err).__name__)
@@ -202,7 +207,7 @@ def describe(run_dir: Path, root: Path, stores: Stores) -> dict[str, Any]:
     clock = ckpt.get("clock", ckpt.get("frames")) if ckpt else None
     if isinstance(info.get("clock"), int) and info.get("status") != "RUNNING":
         clock = max(clock or 0, info["clock"])
-    alive = process_alive(info)
+    alive = info.get("status") == "RUNNING" and process_alive(info)  # an ended run's process may live on (a notebook)
     if alive:
         status = "RUNNING"
     elif ckpt is None:

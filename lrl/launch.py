@@ -187,7 +187,8 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
                          run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
     ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit,
-                              recipe.checkpoint.every_minutes, first=ckpt_path is None)
+                              recipe.checkpoint.every_minutes,
+                              first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)
     eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
     callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
                  RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri)]
@@ -243,7 +244,7 @@ def _mark_running(logger: Any) -> None:
     """A resumed MLflow run is RUNNING again until it ends (it was FINISHED, or KILLED by ``lrl runs``)."""
     try:
         logger.experiment.update_run(logger.run_id, status="RUNNING")
-    except Exception as err:  # noqa: BLE001 - the tracking store may not take a run down
+    except Exception as err:
         log.warning("could not mark MLflow run %s RUNNING again (%s)", logger.run_id, type(err).__name__)
 
 
@@ -286,7 +287,7 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
 
     quiet_libraries()
     if Path(target).is_dir() and not _is_child_rank():
-        settle(Path(target), quiet=True)  # a run whose process died without a word: its MLflow run is KILLED, not RUNNING
+        settle(Path(target), quiet=True)  # a run whose process died without a word: MLflow KILLED, not RUNNING
     ckpt_path, ckpt = load_checkpoint(target, warn=not _is_child_rank())
     info = ckpt["lrl"]
     for text in overrides or []:

@@ -104,7 +104,7 @@ class ClockCheckpoint(L.Callback):
         path = self.dirpath / name
         tmp = path.with_name(f".{name}.tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank contributes its state, rank 0 writes
-        sidecar = data_source(trainer).write_sidecar(self.dirpath)  # every rank its replay buffer, before the checkpoint
+        sidecar = data_source(trainer).write_sidecar(self.dirpath)  # every rank its replay buffer, before the ckpt
         trainer.strategy.barrier("lrl.checkpoint")
         if trainer.is_global_zero:
             os.replace(tmp, path)

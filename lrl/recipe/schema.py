@@ -203,7 +203,7 @@ class CheckpointConfig(_Section):
     every: int = _every("every", 0, "checkpoint every N clock units (0: only last.ckpt)")
     every_minutes: float = Field(10.0, ge=0, allow_inf_nan=False,
                                  description="also write last.ckpt when this much wall-clock time has passed since the "
-                                 "last checkpoint (0: off); a new run also writes it after its first rollout")
+                                 "last checkpoint, and after a new run's first rollout (0: neither)")
 
 
 class TrackingConfig(_Section):

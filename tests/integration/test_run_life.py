@@ -93,8 +93,8 @@ def test_a_run_from_start_to_corrupt_checkpoint_and_resume(tmp_path: Path, caplo
 
 def test_kill_9_before_the_first_checkpoint(tracking_uri: str) -> None:
     # a first rollout of 409,600 frames: the process is killed while collecting it, before any checkpoint
-    cmd = [sys.executable, "-m", "lrl.cli", "train", "ppo/cartpole", "budget.frames=1e7", "data.frames_per_batch=409600",
-           "checkpoint.every=5e6", "eval.every=0", "--run-dir", "runs/k"]
+    cmd = [sys.executable, "-m", "lrl.cli", "train", "ppo/cartpole", "budget.frames=1e7",
+           "data.frames_per_batch=409600", "checkpoint.every=5e6", "eval.every=0", "--run-dir", "runs/k"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     info_file = Path("runs/k/run.json")
     deadline = time.monotonic() + 120

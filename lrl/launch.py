@@ -267,6 +267,10 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
         rd = Path(run_dir) if run_dir else _default_run_dir(recipe)
         if (rd / "checkpoints").exists() and any((rd / "checkpoints").iterdir()):
             raise LrlError(f"run directory {rd} already holds checkpoints; use `lrl resume {rd}` or another --run-dir")
+        if (rd / "run.json").is_file():  # a run killed before its first checkpoint, started again in its directory
+            from lrl.runs import settle
+
+            settle(rd, quiet=True)
         os.environ[RUN_DIR_ENV] = str(rd)
     if not child:
         (rd / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -115,9 +115,34 @@ def test_kill_9_before_the_first_checkpoint(tracking_uri: str) -> None:
         "error: runs/k has no checkpoint: the run stopped before its first one (killed?); start it again with "
         "lrl train runs/k/recipe.yaml --run-dir runs/k")
     assert client.get_run(run_id).info.status == "KILLED"
+    result = runner.invoke(app, ["eval", "runs/k"])
+    assert result.exit_code == 2 and "runs/k has no checkpoint: the run stopped before" in _error_line(result.stderr)
     result = runner.invoke(app, ["runs", "--json"])
     (row,) = json.loads(result.stdout)
     assert (row["status"], row["clock"], row["mlflow_run_id"]) == ("NO CHECKPOINT", None, run_id)
+
+
+@pytest.mark.parametrize(("minutes", "saves"), [(0, 1), (10, 2), (1e-6, 4)])
+def test_wall_clock_and_first_rollout_checkpoints(monkeypatch: pytest.MonkeyPatch, minutes: float, saves: int) -> None:
+    """1,024 frames in rollouts of 256, no periodic checkpoints: last.ckpt at the end only (every_minutes=0), also after
+    the first rollout (the default), or at every boundary once the wall-clock interval is always past."""
+    from lrl.callbacks.checkpoint import ClockCheckpoint
+    from lrl.launch import train
+
+    names: list[tuple[str, int]] = []
+    save = ClockCheckpoint.save
+
+    def recording(self: ClockCheckpoint, trainer: object, name: str) -> Path:
+        from lrl.contract import data_source
+
+        names.append((name, data_source(trainer).clock))  # type: ignore[arg-type]
+        return save(self, trainer, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ClockCheckpoint, "save", recording)
+    train("ppo/cartpole", ["budget.frames=1024", "checkpoint.every=0", f"checkpoint.every_minutes={minutes}",
+                           "eval.every=0", "eval.final=false"], run_dir="runs/w")
+    expected = {1: [1024], 2: [256, 1024], 4: [256, 512, 768, 1024]}[saves]
+    assert names == [("last.ckpt", c) for c in expected]
 
 
 def _dead_pid() -> int:

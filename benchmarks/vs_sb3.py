@@ -536,11 +536,13 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     pl.Trainer.fit = timed_fit  # type: ignore[method-assign]
 
     overrides = [f"seed={args.seed}", f"budget.frames={args.frames}", "eval.every=0", "eval.final=false",
-                 "checkpoint.every=0"]
+                 "checkpoint.every=0", "checkpoint.every_minutes=0"]
     if args.precision:
         overrides.append(f"trainer.precision={args.precision}")
     if args.device == "cuda":
         overrides += ["trainer.accelerator=gpu", "trainer.devices=1"]
+    else:  # like SB3's device="cpu", also on a machine with a GPU (recipes may say accelerator: auto)
+        overrides.append("trainer.accelerator=cpu")
     run_dir = Path(args.run_dir)
     t_call = time.perf_counter()
     result = launch.train(args.pair, overrides, run_dir=run_dir, tracking_uri=args.tracking_uri)

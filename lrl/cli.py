@@ -205,6 +205,26 @@ def validate(recipes: Annotated[list[str] | None, typer.Argument(help="default: 
         raise typer.Exit(2)
 
 
+@app.command("runs")
+@_errors
+def runs(
+    directory: Annotated[Path, typer.Argument(help="where to look for run directories, recursively")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON list")] = False,
+) -> None:
+    """List the runs under DIRECTORY: status, clock/budget, last eval return, MLflow run (marks dead runs KILLED)."""
+    from lrl.launch import setup_logging
+    from lrl.runs import list_runs, table
+
+    setup_logging()
+    rows = list_runs(directory)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    elif rows:
+        typer.echo(table(rows))
+    else:
+        typer.echo(f"no runs under {directory}", err=True)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -21,3 +21,10 @@ class RecipeError(LrlError):
     """The recipe (or an override) is invalid. Exit code 2, like a usage error."""
 
     exit_code = 2
+
+
+class RunStateError(LrlError):
+    """The run directory is in a state the command cannot act on (no checkpoint yet, budget already reached).
+    Exit code 2: like a usage error, nothing is written."""
+
+    exit_code = 2

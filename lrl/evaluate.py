@@ -10,6 +10,7 @@ reported beside the return.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import zipfile
@@ -55,21 +56,56 @@ class Policy:
         return action
 
 
+def _run_checkpoints(ckdir: Path) -> list[Path]:
+    """A checkpoint directory's checkpoints, newest first: ``last.ckpt``, then the periodic ones by clock."""
+    last = ckdir / "last.ckpt"
+    periodic = sorted(ckdir.glob("[a-z]*-[0-9]*.ckpt"), reverse=True)  # frames-…, steps-…: one unit per run
+    return ([last] if last.is_file() else []) + periodic
+
+
+def _no_checkpoint(target: str | Path, path: Path) -> LrlError:
+    if (path / "recipe.yaml").is_file():  # the launcher writes it before training: the run died before a checkpoint
+        from lrl.errors import RunStateError
+
+        return RunStateError(f"{target} has no checkpoint: the run stopped before its first one (killed?); start it "
+                             f"again with lrl train {path / 'recipe.yaml'} --run-dir {target}")
+    return LrlError(f"no checkpoint in '{target}' (expected checkpoints/last.ckpt); is it an lrl run directory?")
+
+
 def resolve_checkpoint(target: str | Path) -> Path:
     """A run directory (→ its ``checkpoints/last.ckpt``, else the latest periodic one) or a ``.ckpt`` file."""
     path = Path(target)
     if path.is_dir():
         ckdir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        last = ckdir / "last.ckpt"
-        if last.is_file():
-            return last
-        periodic = sorted(ckdir.glob("[a-z]*-[0-9]*.ckpt"))  # frames-…, steps-…: one unit per run
-        if periodic:
-            return periodic[-1]
-        raise LrlError(f"no checkpoint in '{target}' (expected checkpoints/last.ckpt); is it an lrl run directory?")
+        found = _run_checkpoints(ckdir)
+        if found:
+            return found[0]
+        raise _no_checkpoint(target, path)
     if not path.is_file():
         raise LrlError(f"checkpoint '{target}' not found; pass a run directory or a .ckpt file")
     return path
+
+
+def load_checkpoint(target: str | Path, warn: bool = True) -> tuple[Path, dict[str, Any]]:
+    """:func:`resolve_checkpoint` and :func:`read_checkpoint`, falling back from an unreadable checkpoint of a run
+    directory (a truncated ``last.ckpt``: a full disk, a copy cut short) to the newest readable periodic one, with
+    one warning line naming both. A ``.ckpt`` file named explicitly gets no fallback."""
+    first = resolve_checkpoint(target)
+    try:
+        return first, read_checkpoint(first)
+    except LrlError as err:
+        if not Path(target).is_dir():
+            raise
+        for other in _run_checkpoints(first.parent)[1:]:
+            try:
+                ckpt = read_checkpoint(other)
+            except LrlError:
+                continue
+            if warn:
+                logging.getLogger("lrl").warning("%s is unreadable or corrupt; using %s, the newest readable "
+                                                 "checkpoint, instead", first, other)
+            return other, ckpt
+        raise err from None
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -119,7 +155,7 @@ def policy_from_checkpoint(ckpt: dict[str, Any], deterministic: bool = True, dev
 
 def load_policy(target: str | Path, deterministic: bool = True, device: str = "cpu") -> Policy:
     """The trained policy of a run directory or checkpoint, as a numpy-in, numpy-out callable."""
-    return policy_from_checkpoint(read_checkpoint(resolve_checkpoint(target)), deterministic, device)
+    return policy_from_checkpoint(load_checkpoint(target)[1], deterministic, device)
 
 
 SUCCESS_KEYS = ("success", "is_success")  # PointMaze / AntMaze; Fetch, Shadow hand (gymnasium-robotics)

@@ -47,6 +47,12 @@ def _default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / recipe.name / stamp
 
 
+def default_run_name(recipe: Recipe) -> str:
+    """The MLflow run name when ``tracking.run_name`` is unset: runs of one recipe told apart by seed and start time.
+    Only a new run's rank 0 creates the MLflow run, so the name is set once (other ranks and resumes reuse the run)."""
+    return f"{recipe.name}-s{recipe.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
 def probe_spec(recipe: Recipe) -> Any:
     """The spec from the source itself (an env probe, a dataset's metadata), checked against what the algorithm
     consumes (docs/contract.md §2-3)."""
@@ -78,13 +84,13 @@ def init_from_state(recipe: Recipe, spec: Any) -> dict[str, Any] | None:
     ref = recipe.algo.get("init_from")
     if ref is None:
         return None
-    from lrl.evaluate import policy_from_checkpoint, read_checkpoint, resolve_checkpoint
+    from lrl.evaluate import load_checkpoint, policy_from_checkpoint
     from lrl.recipe.registry import algorithm_class, datamodule_class
     from lrl.spec import spec_differences
 
     what = f"algo.init_from={ref}"
     try:
-        ckpt = read_checkpoint(resolve_checkpoint(ref))
+        ckpt = load_checkpoint(ref)[1]
         source = policy_from_checkpoint(ckpt)
     except LrlError as err:
         raise RecipeError(f"{what}: {err.message}") from None
@@ -178,9 +184,11 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
-    logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or recipe.name,
+    logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
                          run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
-    ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit)
+    ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit,
+                              recipe.checkpoint.every_minutes,
+                              first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)
     eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
     callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
                  RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri)]
@@ -201,25 +209,50 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
                           trainer.world_size, budget)
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
+    if trainer.is_global_zero:
+        from lrl.runs import run_started
+
+        if mlflow_run_id is not None:
+            _mark_running(logger)
+        run_started(run_dir, logger.run_id, tracking_uri)  # from here a kill -9 is recognised (lrl runs, lrl resume)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
                     weights_only=False)
-    except KeyboardInterrupt:
-        raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is intact") from None
+    except BaseException as err:
+        if trainer.is_global_zero:
+            from lrl.runs import run_ended
+
+            run_ended(run_dir, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        if isinstance(err, KeyboardInterrupt):
+            raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is "
+                           "intact") from None
+        raise
     if not trainer.is_global_zero:
         return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, None, None, unit)
+    from lrl.runs import run_ended
+
     last = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt_cb.interrupted:
         log_run_artifacts(logger, run_dir, last)
     logger.finalize("KILLED" if ckpt_cb.interrupted else "success")
-    return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, eval_cb.last if eval_cb else None,
-                     logger.run_id, unit)
+    result = eval_cb.last if eval_cb else None
+    run_ended(run_dir, "KILLED" if ckpt_cb.interrupted else "FINISHED", datamodule.final_clock, result)
+    return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, result, logger.run_id, unit)
+
+
+def _mark_running(logger: Any) -> None:
+    """A resumed MLflow run is RUNNING again until it ends (it was FINISHED, or KILLED by ``lrl runs``)."""
+    try:
+        logger.experiment.update_run(logger.run_id, status="RUNNING")
+    except Exception as err:
+        log.warning("could not mark MLflow run %s RUNNING again (%s)", logger.run_id, type(err).__name__)
 
 
 def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,
           tracking_uri: str | None = None, dry_run: bool = False) -> RunResult | Recipe:
     from lrl.tracking import check_reachable, resolve_tracking_uri
 
+    quiet_libraries()
     recipe = load(recipe_ref, overrides or [])
     init_state = init_from_state(recipe, probe_spec(recipe))
     uri = resolve_tracking_uri(tracking_uri, recipe.tracking.tracking_uri)
@@ -234,6 +267,10 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
         rd = Path(run_dir) if run_dir else _default_run_dir(recipe)
         if (rd / "checkpoints").exists() and any((rd / "checkpoints").iterdir()):
             raise LrlError(f"run directory {rd} already holds checkpoints; use `lrl resume {rd}` or another --run-dir")
+        if (rd / "run.json").is_file():  # a run killed before its first checkpoint, started again in its directory
+            from lrl.runs import settle
+
+            settle(rd, quiet=True)
         os.environ[RUN_DIR_ENV] = str(rd)
     if not child:
         (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -247,21 +284,26 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
 
 
 def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri: str | None = None) -> RunResult:
-    from lrl.evaluate import read_checkpoint, resolve_checkpoint
+    from lrl.errors import RunStateError
+    from lrl.evaluate import load_checkpoint
+    from lrl.runs import settle
     from lrl.tracking import check_reachable
 
-    ckpt_path = resolve_checkpoint(target)
-    info = read_checkpoint(ckpt_path)["lrl"]
+    quiet_libraries()
+    if Path(target).is_dir() and not _is_child_rank():
+        settle(Path(target), quiet=True)  # a run whose process died without a word: MLflow KILLED, not RUNNING
+    ckpt_path, ckpt = load_checkpoint(target, warn=not _is_child_rank())
+    info = ckpt["lrl"]
     for text in overrides or []:
         if not text.startswith(RESUMABLE_KEYS):
             raise RecipeError(f"override '{text}': a resumed run keeps its algorithm, environment and data; only "
                               f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can change")
     recipe = validate(apply_overrides(info["recipe"], overrides or []), source=f"checkpoint {ckpt_path}")
     clock = info["clock"] if "clock" in info else info["frames"]  # "frames": checkpoints before Contract v2
-    if clock >= recipe.budget.amount and not overrides:
+    if clock >= recipe.budget.amount:
         unit = recipe.budget.unit
-        log.warning("the run already reached budget.%s=%d; pass budget.%s=N to extend it", unit,
-                    recipe.budget.amount, unit)
+        raise RunStateError(f"the run already reached budget.{unit}={recipe.budget.amount} (at {clock}); pass "
+                            f"budget.{unit}=K>{clock} to extend it")
     uri = tracking_uri or info.get("tracking_uri") or recipe.tracking.tracking_uri
     if uri is None:
         from lrl.tracking import resolve_tracking_uri
@@ -277,10 +319,9 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
 
 def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_dir: str | Path | None = None,
                  deterministic: bool = True) -> dict[str, Any]:
-    from lrl.evaluate import evaluate, policy_from_checkpoint, read_checkpoint, resolve_checkpoint
+    from lrl.evaluate import evaluate, load_checkpoint, policy_from_checkpoint
 
-    ckpt_path = resolve_checkpoint(target)
-    ckpt = read_checkpoint(ckpt_path)
+    ckpt_path, ckpt = load_checkpoint(target)
     policy = policy_from_checkpoint(ckpt, deterministic)
     recipe = validate(ckpt["lrl"]["recipe"], source=f"checkpoint {ckpt_path}")
     if recipe.env is None:
@@ -292,9 +333,20 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
     return result
 
 
+def quiet_libraries() -> None:
+    """Libraries' INFO lines stay off the console, lrl's own stay on: MLflow's ("Creating initial MLflow database
+    tables", "Updating database tables" on a fresh sqlite store), alembic's migrations, TorchRL's ("Initialized
+    LazyTensorStorage"). MLflow and TorchRL set their loggers' levels from these variables when first imported (a
+    user's own setting wins); loggers already set up are turned down here."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic", "torchrl"):
+        if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no duplicate lines
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_libraries()

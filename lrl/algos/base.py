@@ -34,6 +34,7 @@ class RLModule(L.LightningModule):
         self._counts: dict[str, int] = {}
         self._episodes: list[tuple[float, int]] = []
         self._last_log: tuple[int, float] | None = None
+        self._first_flush = False  # set at train start: flush the first rollout whatever log_every says
         self.clock = 0  # the data source's clock (env frames, gradient steps, ...): schedules, the log axis
 
     @classmethod
@@ -109,6 +110,11 @@ class RLModule(L.LightningModule):
     def add_episodes(self, episodes: list[tuple[float, int]]) -> None:
         self._episodes.extend(episodes)
 
+    def on_train_start(self) -> None:
+        # the first rollout after a (re)start gets its own metric point, and its rate is measured from the start
+        self._last_log = (data_source(self.trainer).clock, time.perf_counter())
+        self._first_flush = True
+
     def on_train_end(self) -> None:
         self.flush_metrics(force=True)  # the last frames get their metrics too
 
@@ -139,7 +145,8 @@ class RLModule(L.LightningModule):
         if self._last_log is None:
             self._last_log = (self.clock, now)
         last_frames, last_time = self._last_log
-        if not force and self.clock - last_frames < self.log_every:
+        first, self._first_flush = self._first_flush, False
+        if not force and not first and self.clock - last_frames < self.log_every:
             return None
         out = {k: (self._sums[k] / self._counts[k]).item() for k in self._sums}
         if self._episodes:

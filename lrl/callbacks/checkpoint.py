@@ -4,8 +4,11 @@
 All decisions are taken at the data source's boundaries, where the DataModule's state says exactly what comes next.
 Under DDP the stop request (a signal seen by any rank) is all-reduced there, so every rank stops at the same
 step and takes part in the same ``trainer.save_checkpoint`` call. Files are written to a temporary name and
-renamed, so a hard kill never leaves a half-written checkpoint; it loses at most the frames since the last
-periodic one.
+renamed, so a hard kill never leaves a half-written checkpoint; it loses at most the work since the last one.
+
+Besides the clock's ``every``, ``last.ckpt`` is written on the wall clock (``every_minutes`` since the last
+checkpoint; rank 0's clock decides, carried to the other ranks in the same all-reduce as the stop request) and
+after a new run's first rollout, so a run killed early can still be resumed (docs/runs.md).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,8 +36,13 @@ def ckpt_name(clock: int, unit: str = "frames") -> str:
 
 
 class ClockCheckpoint(L.Callback):
-    def __init__(self, dirpath: Path, budget: int, every: int = 0, unit: str = "frames") -> None:
+    def __init__(self, dirpath: Path, budget: int, every: int = 0, unit: str = "frames", every_minutes: float = 0.0,
+                 first: bool = False) -> None:
         self.dirpath, self.budget, self.every, self.unit = Path(dirpath), budget, every, unit
+        self.every_s = 60.0 * every_minutes  # 0: no wall-clock checkpoints
+        self.first = first  # last.ckpt after the first rollout (a new run; a resumed one has its checkpoint)
+        self._last_save = time.monotonic()
+        self._transient: Path | None = None  # this rank's replay sidecar that only last.ckpt refers to
         self.stop_requested = False
         self.interrupted = False
         self.reached_budget = False
@@ -50,6 +59,7 @@ class ClockCheckpoint(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._bucket = data_source(trainer).clock // self.every if self.every else 0
+        self._last_save = time.monotonic()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old_handlers[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
@@ -60,12 +70,13 @@ class ClockCheckpoint(L.Callback):
         self._old_handlers.clear()
 
     # --- the boundary decision -----------------------------------------------------------------------------
-    def _any_rank(self, flag: bool, pl_module: L.LightningModule) -> bool:
+    def _agree(self, stop: bool, timed: bool, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[bool, bool]:
+        """(stop requested on any rank, wall-clock checkpoint due on rank 0): the same answer on every rank."""
         if not (dist.is_available() and dist.is_initialized()):
-            return flag
-        t = torch.tensor([float(flag)], device=pl_module.device)
+            return stop, timed
+        t = torch.tensor([float(stop), float(timed and trainer.is_global_zero)], device=pl_module.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return bool(t[0].item()), bool(t[1].item())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -73,7 +84,8 @@ class ClockCheckpoint(L.Callback):
         if not source.at_boundary:
             return
         clock = source.clock
-        stop = self._any_rank(self.stop_requested, pl_module)
+        timed = bool(self.every_s) and time.monotonic() - self._last_save >= self.every_s
+        stop, timed = self._agree(self.stop_requested, timed, trainer, pl_module)
         self.reached_budget = clock >= self.budget
         periodic = bool(self.every) and clock // self.every > self._bucket
         if periodic:
@@ -81,9 +93,10 @@ class ClockCheckpoint(L.Callback):
             path = self.save(trainer, ckpt_name(clock, self.unit))
             if trainer.is_global_zero:
                 _atomic_copy(path, self.dirpath / "last.ckpt")
+        elif stop or self.reached_budget or timed or self.first:
+            self.save(trainer, "last.ckpt")
+        self.first = False
         if stop or self.reached_budget:
-            if not periodic:
-                self.save(trainer, "last.ckpt")
             self.interrupted = stop and not self.reached_budget
             trainer.should_stop = True
 
@@ -91,11 +104,16 @@ class ClockCheckpoint(L.Callback):
         path = self.dirpath / name
         tmp = path.with_name(f".{name}.tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank contributes its state, rank 0 writes
-        data_source(trainer).write_sidecar(self.dirpath)  # every rank its replay buffer, before the checkpoint appears
+        sidecar = data_source(trainer).write_sidecar(self.dirpath)  # every rank its replay buffer, before the ckpt
         trainer.strategy.barrier("lrl.checkpoint")
         if trainer.is_global_zero:
             os.replace(tmp, path)
         trainer.strategy.barrier("lrl.checkpoint.done")
+        # a buffer that only the previous last.ckpt referred to is garbage now; periodic checkpoints keep theirs
+        if self._transient is not None and self._transient != sidecar:
+            self._transient.unlink(missing_ok=True)
+        self._transient = sidecar if name == "last.ckpt" else None
+        self._last_save = time.monotonic()
         return path
 
 

@@ -1,8 +1,11 @@
 """Evaluation of the deterministic policy every N clock units on separate envs (rank 0 only): ``eval/return_mean``,
-``eval/return_std`` and, where the env reports success, ``eval/success_rate``."""
+``eval/return_std`` and, where the env reports success, ``eval/success_rate``; each result also goes to the console as
+one line (``eval @ 50,176 frames: return 187.3 ± 12.1 (20 episodes)``)."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +14,8 @@ import lightning as L
 from lrl.contract import data_source
 from lrl.evaluate import Policy, evaluate
 from lrl.recipe.schema import EnvConfig, EvalConfig
+
+log = logging.getLogger("lrl")
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
 
@@ -41,6 +46,17 @@ class Evaluation(L.Callback):
             metrics["eval/success_rate"] = self.last["success_rate"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=clock)
+        log.info("%s", self.line(self.last, source.clock_unit))
+
+    @staticmethod
+    def line(result: dict[str, Any], unit: str) -> str:
+        if sys.stderr.isatty():  # a live progress line ends in a carriage return: clear it first
+            sys.stderr.write("\r\033[K")
+        text = (f"eval @ {result['clock']:,} {unit}: return {result['return_mean']:.1f} ± {result['return_std']:.1f} "
+                f"({result['episodes']} episodes)")
+        if "success_rate" in result:
+            text += f", success rate {result['success_rate']:.2f}"
+        return text
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import re
+import types
 import typing
 import unicodedata
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import (
@@ -21,6 +23,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -31,8 +34,45 @@ from lrl.contract import CLOCK_UNITS, ClockUnit
 from lrl.errors import RecipeError
 
 
+def _takes_int(annotation: Any) -> bool:
+    """``int`` or ``int | None``: an integer setting with no float or string reading of its own."""
+    if annotation is int:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = set(typing.get_args(annotation)) - {type(None)}
+        return args == {int}
+    return False
+
+
+def exact_int(value: Any) -> Any:
+    """Integers as RL Zoo users type them: ``1e5`` (a string to YAML 1.1) or ``1.0e5`` (a float) that is an exact
+    integer becomes that integer; a non-integer number (``2.5``, ``1e-3``) raises ``ValueError``; anything else is
+    left for the type check."""
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+\s*|\s*[+-]?\d*\.\d*\s*", value):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return value
+        if number.adjusted() > 30 or number != number.to_integral_value():  # 1e999999999 would not fit memory
+            raise ValueError("must be an integer" if number.adjusted() <= 30 else "must be an integer below 1e30")
+        return int(number)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integers_in_float_form(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return exact_int(value) if field is not None and _takes_int(field.annotation) else value
 
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +201,9 @@ class EvalConfig(_Section):
 
 class CheckpointConfig(_Section):
     every: int = _every("every", 0, "checkpoint every N clock units (0: only last.ckpt)")
+    every_minutes: float = Field(10.0, ge=0, allow_inf_nan=False,
+                                 description="also write last.ckpt when this much wall-clock time has passed since the "
+                                 "last checkpoint, and after a new run's first rollout (0: neither)")
 
 
 class TrackingConfig(_Section):
@@ -257,12 +300,14 @@ def bind_section(section: str, values: dict[str, Any], cls: type, exclude: set[s
     out: dict[str, Any] = {}
     for name, p in params.items():
         if name in values:
+            hint = hints.get(name, Any)
             try:
-                out[name] = TypeAdapter(hints.get(name, Any)).validate_python(values[name])
-            except ValidationError as err:
-                msg = err.errors()[0]["msg"]
+                value = exact_int(values[name]) if _takes_int(hint) else values[name]
+                out[name] = TypeAdapter(hint).validate_python(value)
+            except ValueError as err:  # pydantic's ValidationError is a ValueError too
+                msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
                 raise RecipeError(f"{section}.{name}: {msg} (got {values[name]!r})") from None
-            ranges.check(section, name, values[name], out[name])
+            ranges.check(section, name, value, out[name])
         elif p.default is inspect.Parameter.empty:
             raise RecipeError(f"{section}.{name}: required key is missing")
         else:

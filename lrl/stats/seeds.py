@@ -128,10 +128,11 @@ def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str |
             while pending and len(running) < jobs:
                 s = pending.pop(0)
                 out = sweep / f"seed-{s}.log"
-                handle = out.open("wb")
+                log_file = out.open("wb")
                 cmd = [sys.executable, "-m", "lrl.cli", "train", recipe_ref, *overrides, f"seed={s}",
                        "--run-dir", str(sweep / f"seed-{s}"), "--tracking-uri", uri]
-                running[s] = (subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env), handle, out)
+                running[s] = (subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env), log_file,
+                              out)
             for s, (proc, handle, out) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -142,8 +143,8 @@ def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str |
                     log.info("seed %d: %s", s, _last_line(out))
                 else:
                     result.failed[s] = _last_line(out)
-                    log.error("seed %d FAILED (exit %d): %s; full output: %s", s, proc.returncode,
-                              result.failed[s], out)
+                    code = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+                    log.error("seed %d FAILED (%s): %s; full output: %s", s, code, result.failed[s], out)
             time.sleep(0.2)
     except KeyboardInterrupt:
         for proc, handle, _ in running.values():

@@ -105,7 +105,9 @@ class RunSource:
         except LrlError as err:
             raise StatsInputError(f"'{path}' is not an lrl run: {err.message}") from None
         run_id, uri = info.get("mlflow_run_id"), info.get("tracking_uri") or self.default_uri
-        run = self._get_run(uri, run_id) if run_id else None
+        if not run_id:
+            raise StatsInputError(f"run directory '{path}': its checkpoint names no MLflow run")
+        run = self._get_run(uri, run_id)
         if run is None:
             raise StatsInputError(f"run directory '{path}': its MLflow run {run_id} is not in {uri}")
         return self._eval_run(run, uri, what=f"run directory '{path}'")

@@ -131,8 +131,9 @@ def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str |
                 log_file = out.open("wb")
                 cmd = [sys.executable, "-m", "lrl.cli", "train", recipe_ref, *overrides, f"seed={s}",
                        "--run-dir", str(sweep / f"seed-{s}"), "--tracking-uri", uri]
-                running[s] = (subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env), log_file,
-                              out)
+                # a session of its own: Ctrl-C reaches this process only, which passes one SIGINT to each seed
+                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                running[s] = (proc, log_file, out)
             for s, (proc, handle, out) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -153,7 +154,10 @@ def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str |
             proc.wait()
             handle.close()
         _end_parent(uri, parent, "KILLED")
-        raise LrlError(f"interrupted; continue a seed with: lrl resume {sweep}/seed-<S>") from None
+        resumable = [str(s) for s in seeds if any((sweep / f"seed-{s}" / "checkpoints").glob("*.ckpt"))]
+        raise LrlError(f"interrupted; seeds {', '.join(resumable)} stopped at a checkpoint: lrl resume "
+                       f"{sweep}/seed-<S> continues one" if resumable else
+                       "interrupted before any seed wrote a checkpoint") from None
     _end_parent(uri, parent, "FAILED" if result.failed else "FINISHED")
 
     if len(result.finished) < 2:

@@ -225,6 +225,95 @@ def runs(
         typer.echo(f"no runs under {directory}", err=True)
 
 
+Refs = Annotated[list[str], typer.Argument(help="run directories, MLflow run ids (a parent: its children) or "
+                                                 "experiment names")]
+Reps = Annotated[int, typer.Option(min=2, help="bootstrap replications")]
+BootstrapSeed = Annotated[int, typer.Option(help="seed of the bootstrap (same runs + seed = same intervals)")]
+Metric = Annotated[str, typer.Option(help="the metric whose last value scores a run")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow store of run ids and experiments (default: as train)")]
+
+
+@app.command()
+@_errors
+def seeds(
+    recipe: Annotated[str, typer.Argument(help="shipped recipe name or YAML path")],
+    seeds: Annotated[str, typer.Option("--seeds", help="0-9 (inclusive), 0,3,5 or both")],
+    overrides: Overrides = None,
+    jobs: Annotated[int, typer.Option(min=1, help="seeds trained at once (one process, one thread each)")] = 1,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the recipe's)")] = None,
+    tracking_uri: TrackingUri = None,
+    reps: Reps = 2000,
+) -> None:
+    """Train a recipe over several seeds (nested MLflow runs under one parent), then report them."""
+    from lrl.launch import setup_logging
+    from lrl.stats.report import format_report
+    from lrl.stats.seeds import run_seeds
+
+    setup_logging()
+    out = run_seeds(recipe, seeds, jobs, experiment, overrides or [], tracking_uri, {"reps": reps})
+    if out.report is not None:
+        typer.echo(format_report(out.report))
+    typer.echo(f"{len(out.finished)} of {len(out.finished) + len(out.failed)} seeds finished; parent MLflow run "
+               f"{out.parent_run_id}, run dirs and report under {out.sweep_dir}", err=True)
+    for seed, line in sorted(out.failed.items()):
+        typer.echo(f"seed {seed} failed: {_one_line(line)}", err=True)
+    if out.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_errors
+def report(
+    refs: Refs,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report as JSON here")] = None,
+    plots: Annotated[Path | None, typer.Option(help="write the PNG plots into this directory")] = None,
+    metric: Metric = "eval/return_mean",
+    reps: Reps = 2000,
+    bootstrap_seed: BootstrapSeed = 0,
+    min_: Annotated[float | None, typer.Option("--min", help="normalise: (return - min) / (max - min)")] = None,
+    max_: Annotated[float | None, typer.Option("--max", help="see --min")] = None,
+    known_bounds: Annotated[bool, typer.Option(help="normalise by the env's return range (classic control)")] = False,
+    gap_threshold: Annotated[float | None, typer.Option(help="optimality-gap threshold in score units (default: "
+                                                       "the env's reward threshold)")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """IQM, mean, median and optimality gap with 95% bootstrap intervals, performance profile, learning curves."""
+    from lrl.launch import setup_logging
+    from lrl.stats.report import build_report, format_report, publish
+
+    setup_logging()
+    out = build_report(refs, tracking_uri, metric, reps, bootstrap_seed, min_, max_, known_bounds, gap_threshold)
+    typer.echo(format_report(out))
+    for path in publish(out, json_path, plots):
+        typer.echo(f"wrote {path}", err=True)
+    if out["parent_run_id"]:
+        typer.echo(f"logged to parent MLflow run {out['parent_run_id']} (artifacts report/)", err=True)
+
+
+@app.command()
+@_errors
+def compare(
+    a: Annotated[str, typer.Argument(help="group A: a parent run id, an experiment, or run dirs/ids joined by ','")],
+    b: Annotated[str, typer.Argument(help="group B, like A")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the result as JSON here")] = None,
+    metric: Metric = "eval/return_mean",
+    reps: Reps = 2000,
+    bootstrap_seed: BootstrapSeed = 0,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Probability that a run of A ends above a run of B, with its 95% bootstrap interval, and both IQMs."""
+    from lrl.launch import setup_logging
+    from lrl.stats.report import build_compare, format_compare
+
+    setup_logging()
+    out = build_compare(a, b, tracking_uri, metric, reps, bootstrap_seed)
+    typer.echo(format_compare(out))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=1))
+        typer.echo(f"wrote {json_path}", err=True)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

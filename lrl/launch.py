@@ -164,7 +164,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     from lrl.contract import schedule_of
     from lrl.recipe.registry import algorithm_class, datamodule_class
     from lrl.tracking import log_run_artifacts, make_logger
-    from lrl.tracking.mlflow import flatten
+    from lrl.tracking.mlflow import flatten, parent_tags
 
     _quiet()
     _threads(recipe)
@@ -184,8 +184,9 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
+    tags = {"lrl.run_dir": str(run_dir.resolve()), **(parent_tags() if mlflow_run_id is None else {})}
     logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
-                         run_id=mlflow_run_id, tags={"lrl.run_dir": str(run_dir.resolve())})
+                         run_id=mlflow_run_id, tags=tags)
     ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit,
                               recipe.checkpoint.every_minutes,
                               first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)

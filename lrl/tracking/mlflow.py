@@ -19,6 +19,8 @@ from lrl.errors import LrlError
 
 log = logging.getLogger(__name__)
 
+PARENT_RUN_ENV = "LRL_PARENT_RUN_ID"  # a new run becomes a nested run of this MLflow run (``lrl seeds`` sets it)
+
 
 def resolve_tracking_uri(cli_uri: str | None, recipe_uri: str | None) -> str:
     if cli_uri:
@@ -69,6 +71,13 @@ def make_logger(uri: str, experiment: str, run_name: str | None, run_id: str | N
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     return LrlMLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, run_id=run_id,
                         tags=tags, log_model=False)
+
+
+def parent_tags() -> dict[str, str]:
+    """``mlflow.parentRunId`` for a new run started with ``LRL_PARENT_RUN_ID`` set: MLflow shows it nested under that
+    run, and ``lrl report <parent id>`` takes its children. Empty without the variable."""
+    parent = os.environ.get(PARENT_RUN_ENV, "").strip()
+    return {"mlflow.parentRunId": parent} if parent else {}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -211,9 +211,22 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     last = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt_cb.interrupted:
         log_run_artifacts(logger, run_dir, last)
+        if recipe.tracking.log_model:
+            _log_model(recipe, trainer, module, tracking_uri, logger.run_id)
     logger.finalize("KILLED" if ckpt_cb.interrupted else "success")
     return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, eval_cb.last if eval_cb else None,
                      logger.run_id, unit)
+
+
+def _log_model(recipe: Recipe, trainer: Any, module: Any, tracking_uri: str, run_id: str) -> None:
+    """The finished policy as the run's MLflow pyfunc model (:mod:`lrl.export`); warns, never raises."""
+    from lrl.contract import data_source
+    from lrl.evaluate import Policy
+    from lrl.export import log_policy_model
+
+    clip_obs = recipe.env.clip_obs if recipe.env is not None else 10.0
+    policy = Policy(module, data_source(trainer).observation_stats(), clip_obs, deterministic=True)
+    log_policy_model(policy, tracking_uri, run_id, recipe.tracking.register_model)
 
 
 def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ def log_policy_model(policy: Policy, tracking_uri: str, run_id: str, register_as
         import mlflow
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars on stderr
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # the model's signature is given: MLflow's advice to infer one from type hints is noise here
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
             program = Path(tmp) / "policy.pt2"
             export_program(policy, program)
             mlflow.set_tracking_uri(tracking_uri)

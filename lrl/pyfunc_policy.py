@@ -21,7 +21,9 @@ class TorchPolicy(PythonModel):
     def load_context(self, context: Any) -> None:
         self.program = torch.export.load(context.artifacts["policy"]).module()
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # hints: MLflow's schema
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+        # hints: np.ndarray, from which MLflow infers no schema (the logged signature is the schema); MLflow warns
+        # about any other hint here
         obs = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         with torch.no_grad():
             return self.program(obs).numpy()

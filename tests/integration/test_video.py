@@ -7,6 +7,7 @@ import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -72,7 +73,7 @@ def test_eval_videos_are_mlflow_artifacts_as_long_as_the_episode(tracking_uri: s
 class _NoRender(gym.Env):  # type: ignore[type-arg]
     """An env whose renderer fails, as MuJoCo's does without an OpenGL back end."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
     observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
 

@@ -7,7 +7,6 @@ import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -73,12 +72,12 @@ def test_eval_videos_are_mlflow_artifacts_as_long_as_the_episode(tracking_uri: s
 class _NoRender(gym.Env):  # type: ignore[type-arg]
     """An env whose renderer fails, as MuJoCo's does without an OpenGL back end."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
     observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -96,7 +95,7 @@ def _policy(obs: np.ndarray) -> np.ndarray:
 
 
 def test_a_render_failure_warns_once_and_raises_nothing(caplog: pytest.LogCaptureFixture, tracking_uri: str) -> None:
-    gym.register("LrlTestNoRender-v0", entry_point=_NoRender)
+    gym.register("LrlTestNoRender-v0", entry_point=f"{__name__}:_NoRender")
     client = MlflowClient(tracking_uri)
     run = client.create_run(client.create_experiment("video-failures"))
     logger = SimpleNamespace(run_id=run.info.run_id, experiment=client)

@@ -72,12 +72,13 @@ def test_eval_videos_are_mlflow_artifacts_as_long_as_the_episode(tracking_uri: s
 class _NoRender(gym.Env):  # type: ignore[type-arg]
     """An env whose renderer fails, as MuJoCo's does without an OpenGL back end."""
 
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # noqa: RUF012  # gymnasium's own attribute
+
     observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

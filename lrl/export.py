@@ -100,6 +100,9 @@ def log_policy_model(policy: Policy, tracking_uri: str, run_id: str, register_as
     if why is not None:
         log.warning("the policy is not logged as an MLflow model: %s", why)
         return False
+    quiet = logging.getLogger("mlflow.pyfunc")  # "Validating input example against model signature"
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     try:
         import mlflow
 
@@ -121,3 +124,5 @@ def log_policy_model(policy: Policy, tracking_uri: str, run_id: str, register_as
         log.warning("the policy was not logged as an MLflow model: %s: %s", type(err).__name__,
                     " ".join(str(err).split())[:300])
         return False
+    finally:
+        quiet.setLevel(level)

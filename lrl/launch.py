@@ -25,7 +25,8 @@ from lrl.recipe.schema import algo_arguments
 log = logging.getLogger("lrl")
 
 RUN_DIR_ENV = "LRL_RUN_DIR"  # rank 0 hands its run directory to the DDP processes it launches
-RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every")
+RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every", "tracking.log_model",
+                  "tracking.register_model")
 
 
 @dataclass

@@ -11,7 +11,6 @@ reported beside the return.
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import zipfile
 from collections.abc import Callable
@@ -215,6 +214,8 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, epi
         returns += ret.tolist()
         lengths += length.tolist()
     if video_dir is not None:
+        from lrl.video import record_video
+
         record_video(policy, env_cfg, seed, Path(video_dir))
     arr = np.asarray(returns)
     out = {"return_mean": float(arr.mean()), "return_std": float(arr.std()), "return_min": float(arr.min()),
@@ -223,24 +224,3 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, epi
     if successes:
         out["success_rate"] = float(np.mean(successes))
     return out
-
-
-def record_video(policy: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int, out_dir: Path,
-                 fps: int = 30) -> Path:
-    """One episode rendered to an animated GIF (Pillow; no video codec needed)."""
-    from PIL import Image
-
-    env = env_fn(env_cfg, render_mode="rgb_array")()
-    obs, _ = env.reset(seed=seed)
-    frames = [env.render()]
-    done = False
-    while not done:
-        obs, _, term, trunc, _ = env.step(policy(np.asarray(obs)[None])[0])
-        frames.append(env.render())
-        done = bool(term or trunc)
-    env.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{env_cfg.id}-seed{seed}.gif"
-    images = [Image.fromarray(np.asarray(f)) for f in frames[:: max(1, math.ceil(len(frames) / 600))]]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return path

@@ -25,7 +25,8 @@ from lrl.recipe.schema import algo_arguments
 log = logging.getLogger("lrl")
 
 RUN_DIR_ENV = "LRL_RUN_DIR"  # rank 0 hands its run directory to the DDP processes it launches
-RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every")
+RESUMABLE_KEYS = ("budget.", "trainer.", "eval.", "checkpoint.", "tracking.log_every", "tracking.log_model",
+                  "tracking.register_model")
 
 
 @dataclass
@@ -235,6 +236,8 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     last = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt_cb.interrupted:
         log_run_artifacts(logger, run_dir, last)
+        if recipe.tracking.log_model:
+            _log_model(recipe, trainer, module, tracking_uri, logger.run_id)
     logger.finalize("KILLED" if ckpt_cb.interrupted else "success")
     result = eval_cb.last if eval_cb else None
     run_ended(run_dir, "KILLED" if ckpt_cb.interrupted else "FINISHED", datamodule.final_clock, result)
@@ -247,6 +250,17 @@ def _mark_running(logger: Any) -> None:
         logger.experiment.update_run(logger.run_id, status="RUNNING")
     except Exception as err:
         log.warning("could not mark MLflow run %s RUNNING again (%s)", logger.run_id, type(err).__name__)
+
+
+def _log_model(recipe: Recipe, trainer: Any, module: Any, tracking_uri: str, run_id: str) -> None:
+    """The finished policy as the run's MLflow pyfunc model (:mod:`lrl.export`); warns, never raises."""
+    from lrl.contract import data_source
+    from lrl.evaluate import Policy
+    from lrl.export import log_policy_model
+
+    clip_obs = recipe.env.clip_obs if recipe.env is not None else 10.0
+    policy = Policy(module, data_source(trainer).observation_stats(), clip_obs, deterministic=True)
+    log_policy_model(policy, tracking_uri, run_id, recipe.tracking.register_model)
 
 
 def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,

@@ -1,6 +1,7 @@
 """Evaluation of the deterministic policy every N clock units on separate envs (rank 0 only): ``eval/return_mean``,
 ``eval/return_std`` and, where the env reports success, ``eval/success_rate``; each result also goes to the console as
-one line (``eval @ 50,176 frames: return 187.3 ± 12.1 (20 episodes)``)."""
+one line (``eval @ 50,176 frames: return 187.3 ± 12.1 (20 episodes)``); with ``eval.video``, one episode of the
+policy as the run's artifact ``videos/eval-<clock>.gif`` (:mod:`lrl.video`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import lightning as L
 from lrl.contract import data_source
 from lrl.evaluate import Policy, evaluate
 from lrl.recipe.schema import EnvConfig, EvalConfig
+from lrl.video import EvalVideos
 
 log = logging.getLogger("lrl")
 
@@ -26,6 +28,7 @@ class Evaluation(L.Callback):
         self.budget_reached = budget_reached  # the final evaluation happens only when the run finished its budget
         self._bucket = 0
         self.last: dict[str, Any] | None = None
+        self.videos = EvalVideos(env_cfg, self.seed) if cfg.video else None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         every = self.cfg.every
@@ -40,6 +43,8 @@ class Evaluation(L.Callback):
         if self.last is not None and self.last["clock"] == clock:
             return  # the final evaluation fell on a periodic one
         self.last = {**evaluate(policy, self.env_cfg, self.cfg.episodes, self.seed), "clock": clock}
+        if self.videos is not None:  # the first evaluation episode again (same seed), rendered
+            self.videos.record(policy, clock, trainer.loggers)
         pl_module.train()
         metrics = {"eval/return_mean": self.last["return_mean"], "eval/return_std": self.last["return_std"]}
         if "success_rate" in self.last:  # goal envs that report success (info["success"] / info["is_success"])

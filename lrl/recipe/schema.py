@@ -197,6 +197,8 @@ class EvalConfig(_Section):
     episodes: int = Field(10, ge=1)
     deterministic: bool = True
     final: bool = True
+    video: bool = Field(True, description="record one episode per evaluation as an MLflow artifact "
+                        "videos/eval-<clock>.gif (docs/videos-and-models.md)")
 
 
 class CheckpointConfig(_Section):
@@ -211,6 +213,10 @@ class TrackingConfig(_Section):
     run_name: str | None = None
     tracking_uri: str | None = None
     log_every: int = _every("log_every", 2048, "log metrics every N clock units")
+    log_model: bool = Field(True, description="log the finished run's deterministic policy as an MLflow pyfunc "
+                            "model (artifact path model)")
+    register_model: str | None = Field(None, min_length=1, description="register the logged model under this name "
+                                       "in the MLflow model registry")
 
 
 # Trainer arguments that lrl sets itself: frames are the clock and lrl owns checkpoints and logging.

@@ -101,6 +101,10 @@ def test_mlflow_server_params_metrics_artifacts(mlflow_server: str, tmp_path: Pa
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"recipe.yaml", "learning_curve.png", "policy"} <= artifacts
     assert [a.path for a in client.list_artifacts(r.info.run_id, "policy")] == ["policy/last.ckpt"]
+    videos = [a.path for a in client.list_artifacts(r.info.run_id, "videos")]  # uploaded through the server
+    assert videos == ["videos/eval-000000002048.gif", "videos/eval-000000004096.gif"]
+    models = client.search_logged_models([exp.experiment_id])
+    assert [(m.name, m.source_run_id) for m in models] == [("model", r.info.run_id)]
     # resume continues the same run on the same server, steps still increasing
     more = run_lrl("resume", str(run), "budget.frames=6144", env={"MLFLOW_TRACKING_URI": ""}, timeout=300)
     assert more.returncode == 0, more.stderr[-3000:]

@@ -424,19 +424,20 @@ def work(cfg: Sweep) -> None:
 
 # --- the launcher: workers, then the best recipe ----------------------------------------------------------------------
 def run_workers(cfg: Sweep, jobs: int) -> int:
-    """``jobs`` worker processes on the study (one: this process). The exit code of the first that failed, or 0."""
-    if jobs == 1:
-        work(cfg)
-        return 0
-    env = {**os.environ, "LRL_NUM_THREADS": os.environ.get("LRL_NUM_THREADS", "1")}
-    procs = [subprocess.Popen([sys.executable, "-m", "lrl.sweep", json.dumps(asdict(cfg))], env=env)
-             for _ in range(jobs)]
+    """``jobs`` workers on the study: this process and ``jobs - 1`` worker processes. The exit code of the first
+    worker process that failed, or 0 (this process's own failure raises)."""
+    os.environ.setdefault("LRL_NUM_THREADS", "1")  # workers side by side: one torch thread each, here and there
+    procs = [subprocess.Popen([sys.executable, "-m", "lrl.sweep", json.dumps(asdict(cfg))], env=dict(os.environ))
+             for _ in range(jobs - 1)]
     codes: list[int] = []
-    for p in procs:
-        try:
-            codes.append(p.wait())
-        except KeyboardInterrupt:  # Ctrl-C reached the workers too: each stops its trial and exits
-            codes.append(p.wait())
+    try:
+        work(cfg)
+    finally:
+        for p in procs:
+            try:
+                codes.append(p.wait())
+            except KeyboardInterrupt:  # Ctrl-C reached the workers too: each stops its trial and exits
+                codes.append(p.wait())
     return next((c for c in codes if c != 0), 0)
 
 

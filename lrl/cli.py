@@ -228,13 +228,14 @@ def sweep(
 ) -> None:
     """Tune a recipe's hyperparameters with Optuna (TPE, pruning on evaluation returns); write the best recipe."""
     from lrl.launch import setup_logging
-    from lrl.sweep import finish, prepare, run_workers
+    from lrl.sweep import prepare
+    from lrl.sweep import run as _run
 
     setup_logging()
     cfg = prepare(recipe, overrides or [], trials, space, study, storage, out, pruner, startup_trials, seed,
                   experiment, tracking_uri)
-    code = run_workers(cfg, jobs)
-    typer.echo(finish(cfg).line(trials), err=True)
+    code, summary = _run(cfg, jobs)
+    typer.echo(summary.line(trials), err=True)
     if code:
         raise typer.Exit(code)
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ log = logging.getLogger("lrl")
 PRUNERS = ("median", "halving", "none")
 TYPES = {"log_uniform": {"low", "high"}, "uniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
          "categorical": {"choices"}}
-MAX_FAILURES_IN_A_ROW = 3  # trials that crash (a recipe the sampled values break, a diverging run) before a worker stops
+MAX_FAILURES_IN_A_ROW = 3  # crashed trials (a value the recipe refuses, a diverging run) before a worker stops
 PARENT_ATTR = "lrl.mlflow_parent_run_id"
 SETUP_ATTR = "lrl.sweep"
 
@@ -114,7 +115,7 @@ def parse_space(raw: Any, source: str) -> list[Param]:
         if not _number(step, True) or step < 1 or not isinstance(log_, bool):
             raise RecipeError(f"{where}: step must be an integer >= 1 and log true or false")
         if log_ and step != 1:
-            raise RecipeError(f"{where}: step and log cannot be combined (Optuna samples log-scaled integers with step 1)")
+            raise RecipeError(f"{where}: step and log cannot be combined (Optuna's log-scaled integers have step 1)")
         params.append(Param(key, kind, low, high, step, log_))
     return params
 
@@ -242,12 +243,15 @@ def _storage(spec: str) -> Any:
 
     try:
         if "://" in spec:  # several machines: a database every worker reaches; heartbeats fail crashed trials
-            return optuna.storages.RDBStorage(spec, heartbeat_interval=60, grace_period=180)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(spec, heartbeat_interval=60, grace_period=180)
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(spec))  # one machine: a journal file with a lock
     except Exception as err:  # a bad URL, a missing driver, an unwritable path: one line
-        raise LrlError(f"cannot open Optuna storage {spec}: {type(err).__name__}: {' '.join(str(err).split())}") from None
+        reason = " ".join(str(err).split())
+        raise LrlError(f"cannot open Optuna storage {spec}: {type(err).__name__}: {reason}") from None
 
 
 def open_study(cfg: Sweep) -> Any:
@@ -262,7 +266,11 @@ def open_study(cfg: Sweep) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant_liar is "experimental"
         sampler = optuna.samplers.TPESampler(seed=cfg.seed, constant_liar=True)
-    study = optuna.create_study(study_name=cfg.study, storage=_storage(cfg.storage), sampler=sampler, pruner=pruner,
+    storage = _storage(cfg.storage)
+    if cfg.study not in {s.study_name for s in storage.get_all_studies()} and any(Path(cfg.sweep_dir).glob("trial-*")):
+        raise LrlError(f"{cfg.sweep_dir} holds the trials of a study that {cfg.storage} does not know; pass "
+                       "--study NAME for a new sweep, or the --storage it ran with")
+    study = optuna.create_study(study_name=cfg.study, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="maximize", load_if_exists=True)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise LrlError(f"study '{cfg.study}' in {cfg.storage} minimises; an lrl sweep maximises eval/return_mean")
@@ -383,8 +391,8 @@ def _objective(cfg: Sweep, params: list[Param], failures: list[str]) -> Any:
             return math.nan  # Optuna records the trial as FAIL
         assert isinstance(result, RunResult)
         trial.set_user_attr("lrl.mlflow_run_id", result.mlflow_run_id or "")
-        if result.interrupted:
-            raise KeyboardInterrupt
+        if result.interrupted or (pruning.pruned_at is None and result.clock < recipe.budget.amount):
+            raise KeyboardInterrupt  # stopped by a signal: neither complete nor pruned
         failures.clear()
         if pruning.pruned_at is not None:
             _mark(cfg, result.mlflow_run_id, "PRUNED")
@@ -400,26 +408,40 @@ def _objective(cfg: Sweep, params: list[Param], failures: list[str]) -> Any:
     return objective
 
 
+class Interrupted(LrlError):
+    """Ctrl-C or SIGTERM: the running trial failed, the finished ones are kept."""
+
+    def __init__(self) -> None:
+        super().__init__("sweep interrupted; the running trial is marked failed, finished ones are kept. Run the same "
+                         "command again to go on")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM between trials stops the worker as Ctrl-C does (a run's own handler wins)
+
+
 def work(cfg: Sweep) -> None:
     """Run trials of the study until it has ``cfg.trials`` finished or running ones."""
     os.environ.setdefault("LRL_NUM_THREADS", "1")  # workers side by side: one torch thread each
-    params = cfg.params()
-    study = open_study(cfg)
-    storage = study._storage
-    failures: list[str] = []
-    objective = _objective(cfg, params, failures)
-    while True:
-        _fail_stale(study, storage)
-        if counted(study) >= cfg.trials:
-            return
-        try:
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        params = cfg.params()
+        study = open_study(cfg)
+        storage = study._storage
+        failures: list[str] = []
+        objective = _objective(cfg, params, failures)
+        while True:
+            _fail_stale(study, storage)
+            if counted(study) >= cfg.trials:
+                return
             study.optimize(objective, n_trials=1, gc_after_trial=False)
-        except KeyboardInterrupt:
-            raise LrlError("sweep interrupted; the running trial is marked failed, finished ones are kept. Run the "
-                           "same command again to go on") from None
-        if len(failures) >= MAX_FAILURES_IN_A_ROW:
-            raise LrlError(f"{len(failures)} trials in a row failed (last: {failures[-1]}); fix the recipe or the "
-                           "search space")
+            if len(failures) >= MAX_FAILURES_IN_A_ROW:
+                raise LrlError(f"{len(failures)} trials in a row failed (last: {failures[-1]}); fix the recipe or "
+                               "the search space")
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the launcher: workers, then the best recipe ----------------------------------------------------------------------
@@ -427,18 +449,57 @@ def run_workers(cfg: Sweep, jobs: int) -> int:
     """``jobs`` workers on the study: this process and ``jobs - 1`` worker processes. The exit code of the first
     worker process that failed, or 0 (this process's own failure raises)."""
     os.environ.setdefault("LRL_NUM_THREADS", "1")  # workers side by side: one torch thread each, here and there
-    procs = [subprocess.Popen([sys.executable, "-m", "lrl.sweep", json.dumps(asdict(cfg))], env=dict(os.environ))
-             for _ in range(jobs - 1)]
-    codes: list[int] = []
+    # their own session: a terminal's Ctrl-C reaches this process, which stops them with SIGTERM (a graceful stop of
+    # the running trial, or of the worker between trials), so none is caught half-started
+    procs = [subprocess.Popen([sys.executable, "-m", "lrl.sweep", json.dumps(asdict(cfg))], env=dict(os.environ),
+                              start_new_session=True) for _ in range(jobs - 1)]
+    stopped = False
+
+    def stop() -> None:  # a graceful stop (SIGTERM: a second SIGINT would abort a run without its checkpoint)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
     try:
         work(cfg)
+    except BaseException:  # interrupted, or trials keep failing: the worker processes stop their trials too
+        stop()
+        raise
     finally:
+        codes = []
         for p in procs:
-            try:
-                codes.append(p.wait())
-            except KeyboardInterrupt:  # Ctrl-C reached the workers too: each stops its trial and exits
-                codes.append(p.wait())
-    return next((c for c in codes if c != 0), 0)
+            while True:
+                try:
+                    codes.append(p.wait())
+                    break
+                except KeyboardInterrupt:  # Ctrl-C while this process waits for the others
+                    stopped = True
+                    stop()
+    if stopped:
+        raise Interrupted()
+    return next((c if c > 0 else 1 for c in codes if c != 0), 0)  # killed by a signal (< 0): 1
+
+
+def run(cfg: Sweep, jobs: int) -> tuple[int, Summary]:
+    """The workers, then :func:`finish`; the sweep's MLflow run is marked KILLED when they stop early."""
+    try:
+        code = run_workers(cfg, jobs)
+    except BaseException:
+        _parent_status(cfg, "KILLED")
+        raise
+    summary = finish(cfg)
+    if code and summary.out is None:
+        _parent_status(cfg, "KILLED")
+    return code, summary
+
+
+def _parent_status(cfg: Sweep, status: str) -> None:
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(cfg.tracking_uri).set_terminated(cfg.parent_run_id, status)
+    except Exception as err:
+        log.warning("MLflow: could not mark the sweep run %s as %s (%s)", cfg.parent_run_id, status, err)
 
 
 @dataclass
@@ -467,7 +528,8 @@ class Summary:
 
 
 def finish(cfg: Sweep) -> Summary:
-    """The study's state; once it has its trials, the best recipe written to ``cfg.out`` and logged to the parent run."""
+    """The study's state; once it has its trials, the best recipe written to ``cfg.out`` and logged to the parent
+    run."""
     from optuna.trial import TrialState
 
     study = open_study(cfg)
@@ -491,6 +553,7 @@ def finish(cfg: Sweep) -> Summary:
     os.replace(tmp, out)
     summary.out = str(out)
     _log_best(cfg, summary, out)
+    _parent_status(cfg, "FINISHED")
     return summary
 
 
@@ -500,7 +563,8 @@ def _log_best(cfg: Sweep, summary: Summary, out: Path) -> None:
 
         client = MlflowClient(cfg.tracking_uri)
         run_id = cfg.parent_run_id
-        client.log_metric(run_id, "best_value", float(summary.best_value or 0.0), step=summary.complete + summary.pruned)
+        finished = summary.complete + summary.pruned
+        client.log_metric(run_id, "best_value", float(summary.best_value or 0.0), step=finished)
         client.set_tag(run_id, "best_trial", str(summary.best_number))
         for key, value in summary.best_params.items():
             client.set_tag(run_id, f"best.{key}", str(value))  # tags: a larger --trials later may change the best
@@ -508,7 +572,6 @@ def _log_best(cfg: Sweep, summary: Summary, out: Path) -> None:
             copy_ = Path(tmp) / "best_recipe.yaml"
             copy_.write_text(out.read_text())
             client.log_artifact(run_id, str(copy_))
-        client.set_terminated(run_id, "FINISHED")
     except Exception as err:
         log.warning("MLflow: could not log the best trial to the sweep run %s (%s)", cfg.parent_run_id, err)
 
@@ -519,6 +582,8 @@ def _worker_main(argv: list[str]) -> int:
     setup_logging()
     try:
         work(Sweep(**json.loads(argv[0])))
+    except Interrupted:
+        return 130  # stopped by the launching process, which says so
     except LrlError as err:
         print(f"error: {' '.join(err.message.split())}", file=sys.stderr)
         return err.exit_code

@@ -20,7 +20,8 @@ class TrialPruning(L.Callback):
 
     def _report(self, trainer: L.Trainer) -> int | None:
         """Report the evaluation that ran since the last call, if any; its clock."""
-        evaluation = next((cb for cb in trainer.callbacks if isinstance(cb, Evaluation)), None)  # type: ignore[attr-defined]
+        callbacks: list[L.Callback] = getattr(trainer, "callbacks", [])  # set by the Trainer; not in its stubs
+        evaluation = next((cb for cb in callbacks if isinstance(cb, Evaluation)), None)
         last = evaluation.last if evaluation is not None else None
         if last is None or last["clock"] == self.reported:
             return None

@@ -220,7 +220,7 @@ def sweep(
                                                 "file (default: sweeps/<study>/journal.log)")] = None,
     out: Annotated[str | None, typer.Option(help="best recipe (default: sweeps/<study>-best.yaml)")] = None,
     pruner: Annotated[str, typer.Option(help="median, halving (successive halving) or none")] = "median",
-    startup_trials: Annotated[int, typer.Option(min=0, help="trials that finish before the median pruner stops "
+    startup_trials: Annotated[int, typer.Option(min=0, help="trials that complete before the median pruner stops "
                                                 "any")] = 5,
     seed: Annotated[int | None, typer.Option(help="sampler seed (default: the recipe's seed)")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: tracking.experiment)")] = None,

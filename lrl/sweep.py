@@ -225,7 +225,7 @@ def prepare(recipe_ref: str, overrides: list[str], trials: int, space: str | Non
                 out or str(Path("sweeps") / f"{name}-best.yaml"), base=base)
     setup = {"recipe": recipe.to_dict(), "space": raw_space}
     if "://" not in cfg.storage:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        Path(cfg.storage).parent.mkdir(parents=True, exist_ok=True)
     opt_study = open_study(cfg)
     known = opt_study.user_attrs.get(SETUP_ATTR)
     if known is None:

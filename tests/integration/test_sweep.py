@@ -90,7 +90,7 @@ def test_sweep_prunes_nests_runs_and_writes_the_best_recipe() -> None:
 def test_workers_and_a_rerun_share_one_study() -> None:
     Path("space.yaml").write_text(yaml.safe_dump(SPACE))
     args = ["sweep", "ppo/cartpole", "--space", "space.yaml", "--study", "j", "--pruner", "none",
-            "--experiment", "sweep-join", *TINY]
+            "--experiment", "sweep-join", *TINY, "budget.frames=512"]
     first = run_lrl(*args, "--trials", "2", "--jobs", "2")  # two worker processes on the study
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name="j", storage=_journal("j"))

@@ -314,6 +314,41 @@ def compare(
         typer.echo(f"wrote {json_path}", err=True)
 
 
+@app.command()
+@_errors
+def sweep(
+    recipe: Annotated[str, typer.Argument(help="shipped recipe name (ppo/cartpole) or path to a YAML file")],
+    overrides: Overrides = None,
+    trials: Annotated[int, typer.Option(min=1, help="trials in the whole study: a rerun or a second shell adds only "
+                                        "the missing ones")] = 20,
+    space: Annotated[str | None, typer.Option(help="search space: a YAML file or a shipped name (ppo-cartpole); "
+                                              "default: the shipped one named like the recipe")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="worker processes side by side (one torch thread each)")] = 1,
+    study: Annotated[str | None, typer.Option(help="study name (default: the recipe's name)")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage: an RDB URL for several machines, or a journal "
+                                                "file (default: sweeps/<study>/journal.log)")] = None,
+    out: Annotated[str | None, typer.Option(help="best recipe (default: sweeps/<study>-best.yaml)")] = None,
+    pruner: Annotated[str, typer.Option(help="median, halving (successive halving) or none")] = "median",
+    startup_trials: Annotated[int, typer.Option(min=0, help="trials that complete before the median pruner stops "
+                                                "any")] = 5,
+    seed: Annotated[int | None, typer.Option(help="sampler seed (default: the recipe's seed)")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: tracking.experiment)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local store)")] = None,
+) -> None:
+    """Tune a recipe's hyperparameters with Optuna (TPE, pruning on evaluation returns); write the best recipe."""
+    from lrl.launch import setup_logging
+    from lrl.sweep import prepare
+    from lrl.sweep import run as _run
+
+    setup_logging()
+    cfg = prepare(recipe, overrides or [], trials, space, study, storage, out, pruner, startup_trials, seed,
+                  experiment, tracking_uri)
+    code, summary = _run(cfg, jobs)
+    typer.echo(summary.line(trials), err=True)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -156,9 +156,12 @@ def _threads(recipe: Recipe) -> None:
 
 
 def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None = None,
-        mlflow_run_id: str | None = None, init_state: dict[str, Any] | None = None) -> RunResult:
+        mlflow_run_id: str | None = None, init_state: dict[str, Any] | None = None,
+        callbacks: list[Any] | None = None, tags: dict[str, str] | None = None) -> RunResult:
     """Build everything from a validated recipe and fit. Rank 0 writes; other ranks only compute. ``init_state``:
-    the policy a new run starts from (:func:`init_from_state`); a resumed run takes its policy from ``ckpt_path``."""
+    the policy a new run starts from (:func:`init_from_state`); a resumed run takes its policy from ``ckpt_path``.
+    ``callbacks``: extra Lightning callbacks, called after lrl's own (they see this step's evaluation);
+    ``tags``: extra MLflow tags of a new run (``mlflow.parentRunId`` nests it under another run)."""
     import lightning as L
 
     from lrl.callbacks import ClockCheckpoint, ClockProgress, Evaluation, RunInfo
@@ -185,7 +188,8 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
-    tags = {"lrl.run_dir": str(run_dir.resolve()), **(parent_tags() if mlflow_run_id is None else {})}
+    new_run = mlflow_run_id is None
+    tags = {**(parent_tags() if new_run else {}), **(tags or {}), "lrl.run_dir": str(run_dir.resolve())}
     logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
                          run_id=mlflow_run_id, tags=tags)
     ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit,
@@ -193,7 +197,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
                               first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)
     eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
     callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
-                 RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri)]
+                 RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri), *(callbacks or [])]
     trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -263,12 +267,15 @@ def _log_model(recipe: Recipe, trainer: Any, module: Any, tracking_uri: str, run
     log_policy_model(policy, tracking_uri, run_id, recipe.tracking.register_model)
 
 
-def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Path | None = None,
-          tracking_uri: str | None = None, dry_run: bool = False) -> RunResult | Recipe:
+def train(recipe_ref: str | Recipe, overrides: list[str] | None = None, run_dir: str | Path | None = None,
+          tracking_uri: str | None = None, dry_run: bool = False, callbacks: list[Any] | None = None,
+          tags: dict[str, str] | None = None) -> RunResult | Recipe:
+    """Train a recipe (a shipped name, a YAML path, or an already validated :class:`Recipe`, which ``overrides``
+    do not apply to). ``callbacks`` and ``tags``: see :func:`run`."""
     from lrl.tracking import check_reachable, resolve_tracking_uri
 
     quiet_libraries()
-    recipe = load(recipe_ref, overrides or [])
+    recipe = recipe_ref if isinstance(recipe_ref, Recipe) else load(recipe_ref, overrides or [])
     init_state = init_from_state(recipe, probe_spec(recipe))
     uri = resolve_tracking_uri(tracking_uri, recipe.tracking.tracking_uri)
     if dry_run:
@@ -291,7 +298,7 @@ def train(recipe_ref: str, overrides: list[str] | None = None, run_dir: str | Pa
         (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
         (rd / "recipe.yaml").write_text(dump(recipe))
     try:
-        return run(recipe, rd, uri, init_state=init_state)
+        return run(recipe, rd, uri, init_state=init_state, callbacks=callbacks, tags=tags)
     except BaseException:
         if not child and not any((rd / "checkpoints").iterdir()):
             shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing

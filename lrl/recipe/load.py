@@ -40,9 +40,12 @@ def recipes_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "recipes"
 
 
+SPACES = "spaces"  # recipes/spaces/: search spaces for `lrl sweep`, not recipes
+
+
 def shipped_recipes() -> list[str]:
     root = recipes_dir()
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml") if p.parent.name != SPACES)
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -51,6 +54,8 @@ def find_recipe(name_or_path: str) -> Path:
         if not path.is_file():
             raise RecipeError(f"recipe file '{name_or_path}' not found")
         return path
+    if name_or_path.startswith(f"{SPACES}/"):
+        raise RecipeError(f"'{name_or_path}' is a search space for `lrl sweep --space`, not a recipe")
     shipped = recipes_dir() / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped

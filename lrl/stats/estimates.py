@@ -47,7 +47,10 @@ def aggregate_func(gap_threshold: float | None) -> tuple[list[str], Callable[[np
     names = ["iqm", "mean", "median"] + (["optimality_gap"] if gap_threshold is not None else [])
 
     def func(scores: np.ndarray) -> np.ndarray:
-        values = [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_median(scores)]
+        # rliable's aggregate_median is the median across tasks of each task's mean over runs: with one task it is
+        # the mean. Transposed (runs as "tasks"), it is the median across runs, which is what a report of one
+        # environment means by median.
+        values = [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_median(scores.T)]
         if gap_threshold is not None:
             values.append(metrics.aggregate_optimality_gap(scores, gap_threshold))
         return np.array(values)

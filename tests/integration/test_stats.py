@@ -79,13 +79,14 @@ def test_seeds_report_compare(sweep: dict[str, Any], tmp_path: Path) -> None:
     scores = np.array([[_final(client, r["run_id"])] for r in group["runs"]])  # read back from MLflow
 
     def func(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_median(x),
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_median(x.T),
                          metrics.aggregate_optimality_gap(x, 475.0)])
 
     points, cis = _seeded_intervals({"g": scores}, func)
     for i, name in enumerate(("iqm", "mean", "median", "optimality_gap")):
         assert group[name]["value"] == points["g"][i], name
         assert group[name]["ci"] == [cis["g"][0, i], cis["g"][1, i]], name
+    assert group["median"]["value"] == float(np.median(scores))  # across runs, not rliable's median of task means
     assert group["curve"]["frames"] == [512, 1024] and group["curve"]["dropped_frames"] == []
     assert group["curve"]["iqm"][-1] == points["g"][0]  # the curve ends at the final evaluation
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [

@@ -40,7 +40,23 @@ class RunResult:
 
 
 def _is_child_rank() -> bool:
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+    """Not global rank 0: a process Lightning launched (``LOCAL_RANK``), any process of a node but the first
+    (``NODE_RANK``, torchrun's ``GROUP_RANK``), or a rank torchrun (``RANK``) or SLURM (``SLURM_PROCID``) started."""
+    return any(os.environ.get(var, "0").strip() not in ("", "0")
+               for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
+
+
+def _started_externally(recipe: Recipe) -> bool:
+    """The processes of a several-process run are started by torchrun, SLURM or the user (one per node at least),
+    not by Lightning from one command: each computes its own default run directory, so they must be given one.
+    Decided from what every rank sees alike (the recipe, the launcher's world size), so all ranks agree."""
+    from lrl.recipe.load import world_size
+
+    if (world_size(recipe.trainer) or 1) < 2:
+        return False
+    nodes = recipe.trainer.get("num_nodes", 1)
+    launched = [os.environ.get(var, "") for var in ("WORLD_SIZE", "SLURM_NTASKS")]
+    return (isinstance(nodes, int) and nodes > 1) or any(v.isdigit() and int(v) > 1 for v in launched)
 
 
 def _default_run_dir(recipe: Recipe) -> Path:
@@ -190,8 +206,11 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
 
     new_run = mlflow_run_id is None
     tags = {**(parent_tags() if new_run else {}), **(tags or {}), "lrl.run_dir": str(run_dir.resolve())}
-    logger = make_logger(tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
-                         run_id=mlflow_run_id, tags=tags)
+    # only global rank 0 talks to MLflow: building a client opens (and on a fresh sqlite store creates) the store,
+    # which ranks started at once on several nodes would race on; the other ranks' loggers would log nothing anyway
+    logger: Any = None if _is_child_rank() else make_logger(
+        tracking_uri, recipe.tracking.experiment, recipe.tracking.run_name or default_run_name(recipe),
+        run_id=mlflow_run_id, tags=tags)
     ckpt_cb = ClockCheckpoint(run_dir / "checkpoints", budget, recipe.checkpoint.every, unit,
                               recipe.checkpoint.every_minutes,
                               first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)
@@ -203,7 +222,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
 
     try:
         trainer = L.Trainer(
-            **trainer_kwargs, strategy=_strategy(recipe, module), logger=logger, callbacks=callbacks,
+            **trainer_kwargs, strategy=_strategy(recipe, module), logger=logger or False, callbacks=callbacks,
             max_epochs=-1, max_steps=-1, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
             use_distributed_sampler=False, default_root_dir=str(run_dir), log_every_n_steps=1_000_000,
@@ -281,15 +300,19 @@ def train(recipe_ref: str | Recipe, overrides: list[str] | None = None, run_dir:
     if dry_run:
         return recipe
     child = _is_child_rank()
+    if run_dir is None and not (child and os.environ.get(RUN_DIR_ENV)) and _started_externally(recipe):
+        raise RecipeError("a run on several nodes, or under torchrun or SLURM, needs --run-dir DIR: the same "
+                          "directory for every process, on a filesystem all nodes share")
     if not child:
         check_reachable(uri)
     if child and os.environ.get(RUN_DIR_ENV):
         rd = Path(os.environ[RUN_DIR_ENV])
     else:
         rd = Path(run_dir) if run_dir else _default_run_dir(recipe)
+        # safe on every rank: rank 0 writes its first checkpoint only once all ranks have joined the process group
         if (rd / "checkpoints").exists() and any((rd / "checkpoints").iterdir()):
             raise LrlError(f"run directory {rd} already holds checkpoints; use `lrl resume {rd}` or another --run-dir")
-        if (rd / "run.json").is_file():  # a run killed before its first checkpoint, started again in its directory
+        if not child and (rd / "run.json").is_file():  # a run killed before its first checkpoint, started again
             from lrl.runs import settle
 
             settle(rd, quiet=True)

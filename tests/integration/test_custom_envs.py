@@ -1,7 +1,7 @@
 """A user's own environment (``env.id: package.module:EnvId``) and wrappers (``env.wrappers``) through the real
 command line: a PPO run on tests.custom_envs' LineWorld in two wrappers resumes exactly, ``lrl show`` and the saved
-recipes carry the wrappers, ``lrl eval`` builds the env in the evaluation wrappers (without the train_only one),
-and bad ids or wrappers are one line, exit 2, with no run directory written."""
+recipes carry the wrappers, ``lrl eval`` and ``lrl demos`` build the env in the evaluation wrappers (without the
+train_only one), and bad ids or wrappers are one line, exit 2, with no run directory written."""
 
 from __future__ import annotations
 
@@ -15,9 +15,14 @@ import mlflow
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
+from lrl.cli import app
 from tests.conftest import run_lrl
 from tests.integration.test_algorithms import _resumable_parts, assert_same
+from tests.integration.test_cli import _error_line
+
+runner = CliRunner()  # the real command line in this process, where a fresh process adds nothing to the check
 
 ENV_ID = "tests.custom_envs:LineWorld-v0"
 SCALE = {"wrapper": "tests.custom_envs.wrappers:ScaleReward", "kwargs": {"scale": 100.0}, "train_only": True}
@@ -52,10 +57,11 @@ def _pickled_env(state: Any) -> Any:
     return next((f for f in found if f is not None), None)
 
 
-def test_custom_env_in_wrappers_trains_resumes_exactly_shows_and_evaluates(tmp_path: Path, tracking_uri: str) -> None:
+def test_custom_env_in_wrappers_trains_resumes_exactly_shows_evaluates_and_records(tmp_path: Path,
+                                                                                  tracking_uri: str) -> None:
     recipe = _recipe(tmp_path)
-    shown = run_lrl("show", str(recipe))
-    assert shown.returncode == 0, shown.stderr
+    shown = runner.invoke(app, ["show", str(recipe)])
+    assert shown.exit_code == 0, shown.output
     env = yaml.safe_load(shown.stdout)["env"]
     assert env["id"] == ENV_ID and env["kwargs"] == {"size": 6}
     assert env["wrappers"] == [SCALE, {"wrapper": APPEND, "kwargs": {}, "train_only": False}]
@@ -86,10 +92,17 @@ def test_custom_env_in_wrappers_trains_resumes_exactly_shows_and_evaluates(tmp_p
     assert_same(_resumable_parts(a), _resumable_parts(_load(resumed / "checkpoints" / "last.ckpt")))
 
     # evaluation envs are LineWorld in AppendConstant only: its own reward, at most 1 per episode
-    proc = run_lrl("eval", str(straight), "--episodes", "4", "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    out = runner.invoke(app, ["eval", str(straight), "--episodes", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
     assert result["env"] == ENV_ID and -0.5 <= result["return_min"] <= result["return_max"] <= 1.0
+
+    # demonstrations are recorded in the evaluation envs: the dataset's observations are the wrapped ones
+    out = runner.invoke(app, ["demos", str(straight), "--episodes", "2", "--out", "lineworld/expert-v0"])
+    assert out.exit_code == 0, out.output
+    data = tmp_path / "minari" / "lineworld" / "expert-v0"
+    meta = json.loads((data / "data" / "metadata.json").read_text())
+    assert "AppendConstant" in meta["description"] and json.loads(meta["observation_space"])["shape"] == [3]
 
 
 BAD = {
@@ -98,6 +111,8 @@ BAD = {
     "id not registered": ({"id": "tests.custom_envs:LineWorlds-v0"},
                           "module 'tests.custom_envs' imports but registers no environment 'LineWorlds-v0'; "
                           "registered ids close to it: LineWorld-v0"),
+    "not an import path": ({"wrappers": ["ScaleReward"]},
+                           "env.wrappers.0.wrapper: expected an import path package.module:ClassName"),
     "wrapper not importable": ({"wrappers": ["tests.custom_envs.nowhere:ScaleReward"]},
                                "env.wrappers[0]=tests.custom_envs.nowhere:ScaleReward: module "
                                "'tests.custom_envs.nowhere' cannot be imported"),
@@ -117,8 +132,15 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_env_or_wrapper_is_one_line_and_writes_nothing(case: str, tmp_path: Path) -> None:
     env, message = BAD[case]
-    proc = run_lrl("train", str(_recipe(tmp_path, **env)))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    result = runner.invoke(app, ["train", str(_recipe(tmp_path, **env))])
+    assert result.exit_code == 2, result.output
+    assert message in _error_line(result)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_module_is_one_line_in_a_fresh_process(tmp_path: Path) -> None:
+    proc = run_lrl("train", "ppo/cartpole", "env.id=tests.no_such_envs:LineWorld-v0")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: recipe ppo/cartpole: env.id=tests.no_such_envs:LineWorld-v0: module "
+                                  "'tests.no_such_envs' cannot be imported (ModuleNotFoundError"), proc.stderr
     assert not (tmp_path / "runs").exists()

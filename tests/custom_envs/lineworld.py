@@ -5,14 +5,14 @@ row of grey cells, the walker's cell white), so evaluation videos work."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 
-class LineWorld(gym.Env[np.ndarray, int]):
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+class LineWorld(gym.Env[np.ndarray, np.int64]):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gymnasium's own convention)
 
     def __init__(self, size: int = 8, render_mode: str | None = None) -> None:
         if size < 2:
@@ -33,7 +33,7 @@ class LineWorld(gym.Env[np.ndarray, int]):
         self._t = 0
         return self._obs(), {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._pos = max(0, min(self.size - 1, self._pos + (1 if int(action) == 1 else -1)))
         self._t += 1
         done = self._pos == self.size - 1

@@ -22,6 +22,7 @@ import numpy as np
 from lrl.data.env import env_fn, probe_env_spec
 from lrl.data.expert import Expert, load_expert
 from lrl.data.minari_io import check_dataset_id, write_minari
+from lrl.data.wrappers import selected
 from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig
 from lrl.spec import Spec
@@ -190,10 +191,14 @@ def record(expert_ref: str, episodes: int, out: str, env_id: str | None = None, 
     returns = np.asarray([float(np.sum(ep["rewards"])) for ep in recorded])
     random_mean = float(np.mean([np.sum(ep["rewards"]) for ep in baseline]))
     noise_text = f" with noise {noise}" if noise else ""
-    path = write_minari(out, recorded, spec=spec, env_id=cfg.id, env_kwargs=dict(cfg.kwargs), store=store,
-                        algorithm_name=f"lrl demos: {expert.ref}{noise_text}",
+    # episodes of an env in the recipe's own wrappers: the dataset's spaces are the wrapped ones (from the spec), and
+    # it names no env (Minari would rebuild it without the wrappers)
+    wrapped = [ref for ref, _ in selected(cfg, training=False)]
+    in_env = f"{cfg.id} wrapped in {', '.join(wrapped)}" if wrapped else cfg.id
+    path = write_minari(out, recorded, spec=spec, env_id=None if wrapped else cfg.id, env_kwargs=dict(cfg.kwargs),
+                        store=store, algorithm_name=f"lrl demos: {expert.ref}{noise_text}",
                         ref_min_score=random_mean, ref_max_score=float(returns.mean()),
-                        description=f"{episodes} episodes of the expert {expert.ref}{noise_text} in {cfg.id}, "
+                        description=f"{episodes} episodes of the expert {expert.ref}{noise_text} in {in_env}, "
                                     f"seeds {seed}..{seed + episodes - 1}, recorded with lrl demos",
                         max_episode_steps=cfg.max_episode_steps)
     steps = int(sum(len(ep["rewards"]) for ep in recorded))

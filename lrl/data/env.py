@@ -6,9 +6,12 @@ vectorisation in one process is the default: on few cores it is an order of magn
 multi-process stepping for cheap simulators.
 
 Training envs (:func:`make_vec_env`) carry what ``env.curriculum`` and ``env.shaping`` ask for, each sub-env as
-``RewardShaping(StagedEnv(gym.make(...)))``: the curriculum's wrapper innermost, so a stage that rebuilds the env
-keeps the shaping wrapper, and the shaping wrapper outermost, so its ``info["env_reward"]`` is the env's own reward
-of the stage being played. Evaluation and probes use :func:`env_fn`: the plain env, its own reward, ``env.kwargs``.
+``RewardShaping(StagedEnv(user wrappers(gym.make(...))))``: the recipe's own ``env.wrappers`` directly around the
+env (the first of the list innermost; a stage that rebuilds the env rebuilds them too), the curriculum's wrapper
+around them, so a stage that rebuilds the env keeps the shaping wrapper, and the shaping wrapper outermost, so its
+``info["env_reward"]`` is the reward of the stage being played as the user's wrappers give it. Evaluation uses
+:func:`env_fn`: the env and ``env.kwargs`` in the user's wrappers but those marked ``train_only``, its own reward.
+Spec probes see the training view (every user wrapper) and check that evaluation sees the same spaces.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from lrl.data import wrappers as user_wrappers
 from lrl.data.curriculum import stage_factory, staged_env
 from lrl.data.shaping import wrap
 from lrl.errors import RecipeError
@@ -50,28 +54,33 @@ def register_known(env_id: str) -> None:
 
 
 def _make_one(env_id: str, max_episode_steps: int | None, kwargs: dict[str, Any],
-              render_mode: str | None = None) -> gym.Env:
+              render_mode: str | None = None, wrappers: user_wrappers.Wrappers = ()) -> gym.Env:
     register_known(env_id)
-    return gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
+    env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
+    return user_wrappers.apply(env, wrappers)
 
 
-def env_fn(cfg: EnvConfig, render_mode: str | None = None) -> functools.partial[gym.Env]:
-    return functools.partial(_make_one, cfg.id, cfg.max_episode_steps, dict(cfg.kwargs), render_mode)
+def env_fn(cfg: EnvConfig, render_mode: str | None = None, training: bool = False) -> functools.partial[gym.Env]:
+    """One env as ``env.id``/``env.kwargs`` say, in the recipe's ``env.wrappers`` (``train_only`` ones only with
+    ``training``)."""
+    return functools.partial(_make_one, cfg.id, cfg.max_episode_steps, dict(cfg.kwargs), render_mode,
+                             user_wrappers.selected(cfg, training))
 
 
 def _make_training(cfg: EnvConfig) -> gym.Env:
     env: gym.Env
     if cfg.curriculum is not None:
-        env = staged_env(stage_factory(_make_one, cfg.id), cfg.max_episode_steps, dict(cfg.kwargs), cfg.curriculum)
+        make = functools.partial(_make_one, wrappers=user_wrappers.selected(cfg, True))
+        env = staged_env(stage_factory(make, cfg.id), cfg.max_episode_steps, dict(cfg.kwargs), cfg.curriculum)
     else:
-        env = _make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs))
+        env = env_fn(cfg, training=True)()
     return wrap(env, cfg.shaping) if cfg.shaping is not None else env
 
 
 def training_env_fn(cfg: EnvConfig) -> functools.partial[gym.Env]:
-    """One training sub-env: the plain env, unless the recipe has a curriculum or shaping."""
+    """One training sub-env: the env in the recipe's wrappers, and in lrl's own if it has a curriculum or shaping."""
     if cfg.curriculum is None and cfg.shaping is None:
-        return env_fn(cfg)
+        return env_fn(cfg, training=True)
     return functools.partial(_make_training, cfg)
 
 
@@ -85,9 +94,9 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, vectorization: str | None = None
 
 
 def probe_env_spec(cfg: EnvConfig) -> Spec:
-    """Build one env, read its spaces, close it."""
+    """Build one env in the recipe's wrappers (all of them: what training sees), read its spaces, close it."""
     try:
-        env = env_fn(cfg)()
+        env = _make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs))
     except gym.error.Error as err:
         raise RecipeError(f"env.id={cfg.id}: cannot be built ({err})") from None
     except TypeError as err:
@@ -95,11 +104,27 @@ def probe_env_spec(cfg: EnvConfig) -> Spec:
     except Exception as err:  # an environment's own constructor can fail any way (a missing file, a bad number)
         what, first = "env.kwargs" if cfg.kwargs else "env.id", (str(err).splitlines() or [""])[0]
         raise RecipeError(f"{what}: {cfg.id} cannot be built ({type(err).__name__}: {first})") from None
+    env = user_wrappers.apply_checked(env, cfg)
     try:
         spec = spec_from_spaces(cfg.id, env.observation_space, env.action_space)
+        if any(w.train_only for w in cfg.wrappers):
+            _check_evaluation_spaces(cfg, env)
         if cfg.curriculum is not None:
             _check_stages(cfg, env)
         return spec
+    finally:
+        env.close()
+
+
+def _check_evaluation_spaces(cfg: EnvConfig, training: gym.Env) -> None:
+    """Evaluation envs, without the ``train_only`` wrappers, must have the training envs' spaces (the same networks
+    act in both)."""
+    env = user_wrappers.apply_checked(_make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs)), cfg, training=False)
+    try:
+        if env.observation_space != training.observation_space or env.action_space != training.action_space:
+            raise RecipeError("env.wrappers: the train_only wrappers change the observation or action space, so "
+                              "evaluation envs (without them) would not fit the networks; a wrapper that changes a "
+                              "space must apply to evaluation too (train_only: false)")
     finally:
         env.close()
 
@@ -118,7 +143,7 @@ def _check_stages(cfg: EnvConfig, plain: gym.Env) -> None:
         kw = {**cfg.kwargs, **stage.kwargs}
         steps = kw.pop("max_episode_steps", cfg.max_episode_steps)
         try:
-            env = _make_one(cfg.id, steps, kw)
+            env = _make_one(cfg.id, steps, kw, wrappers=user_wrappers.selected(cfg, True))
         except Exception as err:  # an env's constructor can fail any way
             first = (str(err).splitlines() or [""])[0]
             raise RecipeError(f"{where}.kwargs: {cfg.id} cannot be built ({type(err).__name__}: {first})") from None

@@ -115,11 +115,13 @@ def check_env_id(env_id: str) -> None:
     except Exception as err:  # an import can fail any way; the recipe gets one line
         raise RecipeError(f"env.id={env_id}: module '{module if sep else 'gymnasium_robotics'}' cannot be imported "
                           f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})") from None
-    env_id = name if sep else env_id
-    if env_id not in gymnasium.registry:
-        close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise RecipeError(f"env.id: unknown gymnasium environment '{env_id}'{hint}")
+    if (name if sep else env_id) not in gymnasium.registry:
+        close = difflib.get_close_matches(name if sep else env_id, list(gymnasium.registry), n=3)
+        if not sep:
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RecipeError(f"env.id: unknown gymnasium environment '{env_id}'{hint}")
+        hint = f"; registered ids close to it: {', '.join(close)}" if close else ""
+        raise RecipeError(f"env.id={env_id}: module '{module}' imports but registers no environment '{name}'{hint}")
 
 
 def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -156,7 +158,10 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
                           world_size(trainer), recipe.budget.amount)
         env = recipe.env
         if env is not None:
+            from lrl.data.wrappers import check as check_wrappers
+
             check_env_id(env.id)
+            check_wrappers(env)
             env = _check_env_sections(env, resolved_algo, resolved_data)
     except RecipeError as err:
         raise RecipeError(f"{source}: {err.message}") from None

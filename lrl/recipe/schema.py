@@ -135,6 +135,28 @@ class CurriculumConfig(_Section):
     threshold: float = Field(..., allow_inf_nan=False)
 
 
+class WrapperConfig(_Section):
+    """A user's gymnasium wrapper around each env (docs/environments.md): ``package.module:ClassName``, the keyword
+    arguments of its constructor, and whether evaluation envs leave it out. A bare string is a wrapper without
+    kwargs."""
+
+    wrapper: str = Field(..., description="package.module:ClassName, a gymnasium.Wrapper subclass")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    train_only: bool = Field(False, description="training envs only; evaluation envs go without it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string(cls, data: Any) -> Any:
+        return {"wrapper": data} if isinstance(data, str) else data
+
+    @field_validator("wrapper")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+            raise ValueError("expected an import path package.module:ClassName")
+        return value
+
+
 class EnvConfig(_Section):
     """Where experience comes from: a gymnasium id, vectorised in-process by default."""
 
@@ -149,14 +171,18 @@ class EnvConfig(_Section):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     shaping: ShapingConfig | None = None  # training envs only; evaluation keeps the env's own reward
     curriculum: CurriculumConfig | None = None  # training envs only; evaluation runs the env as id/kwargs say
+    wrappers: list[WrapperConfig] = Field(default_factory=list, description="innermost first, around gym.make")
 
     @model_serializer(mode="wrap")
     def _without_unset_sections(self, handler: Any) -> Any:
-        """A recipe without shaping or curriculum dumps as before (no ``shaping: null`` in every run's recipe)."""
+        """A recipe without shaping, curriculum or wrappers dumps as before (no ``shaping: null`` in every run's
+        recipe)."""
         out = handler(self)
         for key in ("shaping", "curriculum"):
             if isinstance(out, dict) and out.get(key) is None:
                 out.pop(key, None)
+        if isinstance(out, dict) and out.get("wrappers") == []:
+            out.pop("wrappers")
         return out
 
 

@@ -60,7 +60,7 @@ def _wait(procs: dict[str, subprocess.Popen[str]]) -> dict[str, str]:
             proc.kill()
         if name not in outputs:
             outputs[name] = proc.communicate()[0] + "\n[killed]"
-    for name, proc in procs.items():
+    for proc in procs.values():
         assert proc.returncode == 0, "\n".join(f"== {n}:\n{o[-2500:]}" for n, o in outputs.items())
     return outputs
 

@@ -94,12 +94,17 @@ def process_alive(info: dict[str, Any]) -> bool | None:
         if fields[0] in ("Z", "X"):  # a zombie is dead, only not yet reaped
             return False
         return info.get("proc_start") in (None, fields[19])
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # it exists, owned by someone else
     return True
 
 

@@ -33,7 +33,8 @@ import yaml
 
 from lrl.errors import LrlError, RecipeError
 from lrl.recipe import Recipe, dump, validate
-from lrl.recipe.load import SPACES, apply_overrides, find_recipe, read_yaml, recipes_dir, world_size
+from lrl.recipe.load import SPACES, apply_overrides, find_recipe, read_yaml, recipes_dir, set_key, world_size
+from lrl.runs import pid_alive
 
 log = logging.getLogger("lrl")
 
@@ -144,16 +145,7 @@ def with_params(data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The raw recipe with dotted keys set to values (as overrides would, without a round trip through text)."""
     data = copy.deepcopy(data)
     for key, value in params.items():
-        node = data
-        *parents, last = key.split(".")
-        for i, part in enumerate(parents):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise RecipeError(f"{key}: '{'.'.join(parents[: i + 1])}' is not a section")
-            node = child
-        node[last] = value
+        set_key(data, key.split("."), value, key)
     return data
 
 
@@ -303,16 +295,6 @@ def _parent_run(study: Any, cfg: Sweep, recipe: Recipe, raw_space: Any) -> str:
 
 
 # --- a worker: trials until the study has enough ----------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fail_stale(study: Any, storage: Any) -> None:
     """Trials left RUNNING by a worker that died without telling (killed hard): on this machine, their process is
     gone; an RDB storage also knows them by their missing heartbeat."""
@@ -327,7 +309,7 @@ def _fail_stale(study: Any, storage: Any) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("lrl.worker", ""))
         whost, _, pid = worker.rpartition(":")
-        if whost == host and pid.isdigit() and not _alive(int(pid)):
+        if whost == host and pid.isdigit() and not pid_alive(int(pid)):
             try:
                 study.tell(t.number, state=TrialState.FAIL)
                 log.warning("trial %d: its worker (process %s) is gone; marked failed", t.number, pid)

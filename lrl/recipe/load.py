@@ -80,16 +80,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for i, k in enumerate(keys[:-1]):
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise RecipeError(f"override '{text}': '{'.'.join(keys[: i + 1])}' is not a section")
-            node = child
-        node[keys[-1]] = value
+        set_key(data, keys, value, f"override '{text}'")
     return data
+
+
+def set_key(data: dict[str, Any], keys: list[str], value: Any, what: str) -> None:
+    """``data[k1][k2]...[kn] = value`` in place, creating missing sections; ``what`` names the setting in the error
+    when a parent is a value rather than a section."""
+    node = data
+    for i, k in enumerate(keys[:-1]):
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"{what}: '{'.'.join(keys[: i + 1])}' is not a section")
+        node = child
+    node[keys[-1]] = value
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -381,11 +381,12 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
 def quiet_libraries() -> None:
     """Libraries' INFO lines stay off the console, lrl's own stay on: MLflow's ("Creating initial MLflow database
     tables", "Updating database tables" on a fresh sqlite store), alembic's migrations, TorchRL's ("Initialized
-    LazyTensorStorage"). MLflow and TorchRL set their loggers' levels from these variables when first imported (a
-    user's own setting wins); loggers already set up are turned down here."""
+    LazyTensorStorage"), PyOpenGL's ("No OpenGL_accelerate module loaded", when MuJoCo or an env renders). MLflow and
+    TorchRL set their loggers' levels from these variables when first imported (a user's own setting wins); loggers
+    already set up are turned down here."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
-    for name in ("mlflow", "alembic", "torchrl"):
+    for name in ("mlflow", "alembic", "torchrl", "OpenGL"):
         if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:
             logging.getLogger(name).setLevel(logging.WARNING)
 

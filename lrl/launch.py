@@ -183,6 +183,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     from lrl.callbacks import ClockCheckpoint, ClockProgress, Evaluation, RunInfo
     from lrl.contract import schedule_of
     from lrl.recipe.registry import algorithm_class, datamodule_class
+    from lrl.runs import run_ended, run_started
     from lrl.tracking import log_run_artifacts, make_logger
     from lrl.tracking.mlflow import flatten, parent_tags
 
@@ -204,8 +205,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if ckpt_path is not None and hasattr(datamodule, "resume_dir"):
         datamodule.resume_dir = ckpt_path.parent  # per-rank sidecars (replay buffers) live next to the checkpoint
 
-    new_run = mlflow_run_id is None
-    tags = {**(parent_tags() if new_run else {}), **(tags or {}), "lrl.run_dir": str(run_dir.resolve())}
+    tags = {**(parent_tags() if mlflow_run_id is None else {}), **(tags or {}), "lrl.run_dir": str(run_dir.resolve())}
     # only global rank 0 talks to MLflow: building a client opens (and on a fresh sqlite store creates) the store,
     # which ranks started at once on several nodes would race on; the other ranks' loggers would log nothing anyway
     logger: Any = None if _is_child_rank() else make_logger(
@@ -235,8 +235,6 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if trainer.is_global_zero and mlflow_run_id is None:
         logger.log_hyperparams(flatten(recipe.to_dict()))
     if trainer.is_global_zero:
-        from lrl.runs import run_started
-
         if mlflow_run_id is not None:
             _mark_running(logger)
         run_started(run_dir, logger.run_id, tracking_uri)  # from here a kill -9 is recognised (lrl runs, lrl resume)
@@ -245,8 +243,6 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
                     weights_only=False)
     except BaseException as err:
         if trainer.is_global_zero:
-            from lrl.runs import run_ended
-
             run_ended(run_dir, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         if isinstance(err, KeyboardInterrupt):
             raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is "
@@ -254,8 +250,6 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
         raise
     if not trainer.is_global_zero:
         return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, None, None, unit)
-    from lrl.runs import run_ended
-
     last = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt_cb.interrupted:
         log_run_artifacts(logger, run_dir, last)

@@ -35,6 +35,7 @@ from lrl.errors import LrlError, RecipeError
 from lrl.recipe import Recipe, dump, validate
 from lrl.recipe.load import SPACES, apply_overrides, find_recipe, read_yaml, recipes_dir, set_key, world_size
 from lrl.runs import pid_alive
+from lrl.tracking.mlflow import create_parent_run, end_run
 
 log = logging.getLogger("lrl")
 
@@ -281,17 +282,15 @@ def _parent_run(study: Any, cfg: Sweep, recipe: Recipe, raw_space: Any) -> str:
             return str(run_id)
         except Exception:  # another tracking store than the study's first shell: a parent run there
             pass
-    exp = client.get_experiment_by_name(recipe.tracking.experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(recipe.tracking.experiment)
-    run = client.create_run(exp_id, run_name=f"sweep-{cfg.study}",
-                            tags={"lrl.sweep.study": cfg.study, "lrl.sweep.storage": cfg.storage,
-                                  "lrl.sweep.recipe": cfg.recipe_ref, "lrl.sweep.pruner": cfg.pruner})
-    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+    run_id = create_parent_run(cfg.tracking_uri, recipe.tracking.experiment, f"sweep-{cfg.study}",
+                               {"lrl.sweep.study": cfg.study, "lrl.sweep.storage": cfg.storage,
+                                "lrl.sweep.recipe": cfg.recipe_ref, "lrl.sweep.pruner": cfg.pruner})
+    study.set_user_attr(PARENT_ATTR, run_id)
     try:
-        client.log_text(run.info.run_id, yaml.safe_dump(raw_space, sort_keys=False), "search_space.yaml")
+        client.log_text(run_id, yaml.safe_dump(raw_space, sort_keys=False), "search_space.yaml")
     except Exception as err:  # artifacts are a convenience; the sweep goes on
         log.warning("MLflow: could not store the search space with the sweep run (%s)", err)
-    return str(run.info.run_id)
+    return run_id
 
 
 # --- a worker: trials until the study has enough ----------------------------------------------------------------------
@@ -467,21 +466,12 @@ def run(cfg: Sweep, jobs: int) -> tuple[int, Summary]:
     try:
         code = run_workers(cfg, jobs)
     except BaseException:
-        _parent_status(cfg, "KILLED")
+        end_run(cfg.tracking_uri, cfg.parent_run_id, "KILLED")
         raise
     summary = finish(cfg)
     if code and summary.out is None:
-        _parent_status(cfg, "KILLED")
+        end_run(cfg.tracking_uri, cfg.parent_run_id, "KILLED")
     return code, summary
-
-
-def _parent_status(cfg: Sweep, status: str) -> None:
-    try:
-        from mlflow import MlflowClient
-
-        MlflowClient(cfg.tracking_uri).set_terminated(cfg.parent_run_id, status)
-    except Exception as err:
-        log.warning("MLflow: could not mark the sweep run %s as %s (%s)", cfg.parent_run_id, status, err)
 
 
 @dataclass
@@ -535,7 +525,7 @@ def finish(cfg: Sweep) -> Summary:
     os.replace(tmp, out)
     summary.out = str(out)
     _log_best(cfg, summary, out)
-    _parent_status(cfg, "FINISHED")
+    end_run(cfg.tracking_uri, cfg.parent_run_id, "FINISHED")
     return summary
 
 

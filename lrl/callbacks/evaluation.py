@@ -51,12 +51,12 @@ class Evaluation(L.Callback):
             metrics["eval/success_rate"] = self.last["success_rate"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=clock)
+        if sys.stderr.isatty():  # a live progress line ends in a carriage return: clear it first
+            sys.stderr.write("\r\033[K")
         log.info("%s", self.line(self.last, source.clock_unit))
 
     @staticmethod
     def line(result: dict[str, Any], unit: str) -> str:
-        if sys.stderr.isatty():  # a live progress line ends in a carriage return: clear it first
-            sys.stderr.write("\r\033[K")
         text = (f"eval @ {result['clock']:,} {unit}: return {result['return_mean']:.1f} ± {result['return_std']:.1f} "
                 f"({result['episodes']} episodes)")
         if "success_rate" in result:

@@ -39,14 +39,18 @@ class ClockProgress(L.Callback):
         self._f0 = data_source(trainer).clock
         self._window = deque([(self._t0, self._f0)])
 
-    def rate(self, now: float, clock: int) -> float:
-        """Clock units per second over the last ``window_s`` seconds (since the start, while younger than that)."""
+    def _sample(self, now: float, clock: int) -> None:
+        """Keep one (time, clock) sample a second, back to the newest one at least ``window_s`` old."""
         window = self._window
-        if now - window[-1][0] >= 1.0:  # one sample a second is plenty
+        if now - window[-1][0] >= 1.0:
             window.append((now, clock))
         while len(window) > 1 and now - window[1][0] >= self.window_s:
             window.popleft()
-        t0, c0 = window[0]
+
+    def rate(self, now: float, clock: int) -> float:
+        """Clock units per second over the last ``window_s`` seconds (since the start, while younger than that)."""
+        self._sample(now, clock)
+        t0, c0 = self._window[0]
         return (clock - c0) / (now - t0) if now > t0 else 0.0
 
     def line(self, trainer: L.Trainer) -> str:
@@ -67,8 +71,7 @@ class ClockProgress(L.Callback):
         now = time.perf_counter()
         if not trainer.is_global_zero:
             return
-        if now - self._window[-1][0] >= 1.0:
-            self.rate(now, data_source(trainer).clock)
+        self._sample(now, data_source(trainer).clock)
         if now - self._last < self.interval:
             return
         self._last = now

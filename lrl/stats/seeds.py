@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from lrl.errors import LrlError, RecipeError
 from lrl.stats.runs import SEEDS_KIND, StatsInputError
+from lrl.tracking.mlflow import create_parent_run, end_run
 
 log = logging.getLogger("lrl")
 
@@ -67,28 +68,10 @@ def _sweep_dir(name: str) -> Path:
 def _parent_run(uri: str, experiment: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
     from mlflow import MlflowClient
     from mlflow.entities import Param
-    from mlflow.exceptions import MlflowException
 
-    from lrl.tracking.logger import one_line
-
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
-        run = client.create_run(exp_id, run_name=name, tags=tags)
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-    except MlflowException as err:
-        raise LrlError(f"MLflow refused the parent run: {one_line(err.message)} (experiment {experiment!r})") from None
-    return str(run.info.run_id)
-
-
-def _end_parent(uri: str, run_id: str, status: str) -> None:
-    try:
-        from mlflow import MlflowClient
-
-        MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
-    except Exception as err:  # the seeds' runs are what matters
-        log.warning("could not mark parent run %s %s: %s", run_id, status, err)
+    run_id = create_parent_run(uri, experiment, name, tags)
+    MlflowClient(tracking_uri=uri).log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    return run_id
 
 
 def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str | None = None,
@@ -153,12 +136,12 @@ def run_seeds(recipe_ref: str, seeds_text: str, jobs: int = 1, experiment: str |
                 proc.send_signal(signal.SIGINT)  # each seed checkpoints and stops
             proc.wait()
             handle.close()
-        _end_parent(uri, parent, "KILLED")
+        end_run(uri, parent, "KILLED")
         resumable = [str(s) for s in seeds if any((sweep / f"seed-{s}" / "checkpoints").glob("*.ckpt"))]
         raise LrlError(f"interrupted; seeds {', '.join(resumable)} stopped at a checkpoint: lrl resume "
                        f"{sweep}/seed-<S> continues one" if resumable else
                        "interrupted before any seed wrote a checkpoint") from None
-    _end_parent(uri, parent, "FAILED" if result.failed else "FINISHED")
+    end_run(uri, parent, "FAILED" if result.failed else "FINISHED")
 
     if len(result.finished) < 2:
         log.warning("%d seed(s) finished: no report (intervals need at least 2 runs)", len(result.finished))

@@ -80,6 +80,34 @@ def parent_tags() -> dict[str, str]:
     return {"mlflow.parentRunId": parent} if parent else {}
 
 
+def create_parent_run(uri: str, experiment: str, name: str, tags: dict[str, str]) -> str:
+    """A run that groups others (``lrl seeds``, ``lrl sweep``): created in ``experiment`` (made if missing), RUNNING
+    until :func:`end_run`. MLflow's refusal becomes one line."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lrl.tracking.logger import one_line
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        return str(client.create_run(exp_id, run_name=name, tags=tags).info.run_id)
+    except MlflowException as err:
+        raise LrlError(f"MLflow refused the parent run: {one_line(err.message)} (experiment {experiment!r})") from None
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """Mark a run FINISHED / KILLED / FAILED; a store that refuses is a warning, never an error (the runs it
+    groups are what matters)."""
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
+    except Exception as err:
+        log.warning("MLflow: could not mark run %s %s (%s)", run_id, status, err)
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():

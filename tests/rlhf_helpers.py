@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrl.rlhf.store import PreferenceStore
+
+if TYPE_CHECKING:
+    from lrl.rlhf.label_server import LabelServer
 
 
 def _write_gif(frames: list[np.ndarray], path: Path, scale: int, fps: int) -> None:
@@ -64,3 +70,20 @@ def make_cartpole_store(root: Path | str, n: int, run: str = "run-test", k: int 
     finally:
         env.close()
     return store
+
+
+@contextlib.contextmanager
+def label_server(store: PreferenceStore, **kwargs: Any) -> Iterator[LabelServer]:
+    """``lrl label``'s server on a free port in a thread of this process (``kwargs``: host, token, lease_s,
+    poll_ms); ``server.url`` is the page's address."""
+    from lrl.rlhf.label_server import LabelServer
+
+    server = LabelServer(store, port=0, **kwargs)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

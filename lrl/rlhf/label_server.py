@@ -118,8 +118,8 @@ class LabelServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else str(host)
+        addr, port = str(self.server_address[0]), self.server_address[1]
+        host = f"[{addr}]" if ":" in addr else addr
         return f"http://{host}:{port}/" + (f"?token={self.token}" if self.token else "")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -182,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may stall mid-request before its thread lets it go
     server_version = "lrl-label"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (http.server's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # no line per request; errors are answered to the page
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:

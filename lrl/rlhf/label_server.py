@@ -135,9 +135,10 @@ class LabelServer(ThreadingHTTPServer):
         """The counters (``mine``: labels by ``labeller``) and, with ``pick``, the pair to show them next."""
         queries, labels = self.store.queries(), self.store.labels()
         by = f"person:{labeller}"
-        pending = [q for q in queries if q["id"] not in labels and _clip_urls(q) is not None]
+        unlabelled = [q for q in queries if q["id"] not in labels]
+        pending = [q for q in unlabelled if _clip_urls(q) is not None]
         counts = {"mine": sum(rec.get("by") == by for rec in labels.values()), "labels": len(labels),
-                  "pending": len(pending), "queries": len(queries)}
+                  "pending": len(pending), "queries": len(queries), "no_clips": len(unlabelled) - len(pending)}
         out: dict[str, Any] = {"counts": counts}
         if pick:
             chosen = self.leases.pick([q["id"] for q in pending], labeller)
@@ -346,9 +347,12 @@ def serve(run_dir: Path | str, port: int = 8765, host: str = "127.0.0.1", token:
                                    "--port") from None
         raise LabelServerError(f"cannot listen on {host}:{port}: {err.strerror or err}; check --host and "
                                "--port") from None
-    counts = store.counts()
+    counts = server.state("-", pick=False)["counts"]
     echo(f"labelling {store.meta.get('env')} (run {store.run}): {counts['pending']} pairs pending, "
          f"{counts['labels']} labelled. Open {server.url}  (Ctrl-C stops)")
+    if counts["no_clips"]:
+        echo(f"{counts['no_clips']} pending pairs have no clips to show (the run did not render them) and are not "
+             "offered here")
     if token is not None and not is_loopback(host):
         echo("anyone with this URL can label; prefer an SSH tunnel to 127.0.0.1 (docs/labelling.md)")
     try:
@@ -381,7 +385,7 @@ kbd { border: 1px solid #999; border-radius: 3px; padding: 0 0.3em; font-size: 0
 <div id="counts">__TITLE__<span>you: <b id="mine">0</b></span><span>all labels: <b id="labels">0</b></span>
 <span>pending: <b id="pending">0</b></span></div></header>
 <p id="waiting" class="hidden">Nothing to label right now. The run adds pairs as it trains; this page checks
-every few seconds.</p>
+every few seconds.<span id="no-clips"></span></p>
 <div id="work" class="hidden">
 <div id="pair"><figure><img id="clip-left" alt="left clip"><figcaption>left</figcaption></figure>
 <figure><img id="clip-right" alt="right clip"><figcaption>right</figcaption></figure></div>
@@ -419,7 +423,9 @@ async function call(path, options) {
 }
 function say(text, error) { $("status").textContent = text; $("status").className = error ? "error" : ""; }
 function counts(c) { if (c) { $("mine").textContent = c.mine; $("labels").textContent = c.labels;
-                              $("pending").textContent = c.pending; } }
+                              $("pending").textContent = c.pending;
+                              $("no-clips").textContent = c.no_clips ? " (" + c.no_clips + " pairs without clips are "
+                                                                        + "not shown here.)" : ""; } }
 function later(ms) { clearTimeout(timer); timer = setTimeout(next, ms); }
 
 function show(q) {

@@ -48,7 +48,7 @@ def browsers() -> Iterator[list[Any]]:
             driver.quit()
 
 
-def _wait(driver: Any, condition: Any, what: str, timeout: float = 10.0) -> Any:
+def _wait(driver: Any, condition: Any, what: str, timeout: float = 20.0) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d), message=what)

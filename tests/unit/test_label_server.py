@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from typer.testing import CliRunner
 from lrl.cli import app
 from lrl.rlhf.label_server import LabelServer, LabelServerError, Leases, check_token
 from lrl.rlhf.store import PreferenceStore
+from tests.conftest import ROOT
 from tests.rlhf_helpers import label_server
 
 TOKEN = "t0ken-0123456789abcdef"
@@ -70,12 +76,12 @@ def test_labels_roundtrip_and_second_answer_refused(tmp_path):
     with label_server(store) as server:
         status, ann = _call(server, "GET", "/api/next?labeller=ann")
         assert status == 200 and ann["query"] == {"id": "q0", "clips": ["/clips/q0-0.gif", "/clips/q0-1.gif"]}
-        assert ann["counts"] == {"mine": 0, "labels": 0, "pending": 3, "queries": 4}  # "noclips" is not pending here
+        assert ann["counts"] == {"mine": 0, "labels": 0, "pending": 3, "queries": 4, "no_clips": 1}
         assert _call(server, "GET", "/api/next?labeller=bob")[1]["query"]["id"] == "q1"
         assert _call(server, "GET", "/clips/q1-1.gif") == (200, b"GIF89a-1-1")
         status, out = _label(server, "q0", "left", "ann")
         assert status == 200 and out["stored"] and out["counts"] == {"mine": 1, "labels": 1, "pending": 2,
-                                                                      "queries": 4}
+                                                                      "queries": 4, "no_clips": 1}
         status, out = _label(server, "q0", "right", "bob")  # bob answers the same pair later
         assert status == 409 and out["error"].startswith("already labelled") and out["counts"]["mine"] == 0
         assert _label(server, "noclips", "skip", "ann")[0] == 200
@@ -210,3 +216,24 @@ def test_cli_bad_run_dir_port_in_use_bad_token(tmp_path):
         assert f"port {port}" in line and "in use" in line
     line = _one_error_line(runner.invoke(app, ["label", str(tmp_path), "--host", "0.0.0.0", "--token", "abc"]))
     assert "--token must be" in line
+
+
+def test_cli_serves_until_interrupted(tmp_path):
+    """``lrl label RUN_DIR --port 0`` prints the page's address (and the pairs it cannot show), serves it, and
+    stops on Ctrl-C with exit code 0."""
+    _store(tmp_path)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen([sys.executable, "-m", "lrl.cli", "label", str(tmp_path), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert "3 pairs pending" in line and "Open http://127.0.0.1:" in line, line
+        assert "1 pending pairs have no clips" in proc.stderr.readline()  # type: ignore[union-attr]
+        url = line.split("Open ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/next?labeller=a", timeout=10) as resp:
+            assert json.load(resp)["query"]["id"] == "q0"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()

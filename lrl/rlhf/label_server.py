@@ -23,6 +23,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -124,8 +125,6 @@ class LabelServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Whatever escaped a request's handler (a client gone mid-request): one line, the server goes on."""
-        import sys
-
         err = sys.exc_info()[1]
         if not isinstance(err, (ConnectionError, TimeoutError)):
             log.warning("lrl label: request from %s failed: %s: %s", client_address[0], type(err).__name__, err)

@@ -349,6 +349,21 @@ def sweep(
         raise typer.Exit(code)
 
 
+@app.command()
+@_errors
+def label(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory (its preferences/ store) or the store itself")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port")] = 8765,
+    host: Annotated[str, typer.Option(help="listen address; anything but 127.0.0.1 needs a token")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(help="required on every request (default off 127.0.0.1: a random "
+                                              "one, printed)")] = None,
+) -> None:
+    """Serve a web page where people label a run's pairs of clips (left / right / equal / can't tell)."""
+    from lrl.rlhf.label_server import serve
+
+    serve(run_dir, port, host, token, echo=lambda line: typer.echo(line, err=True))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

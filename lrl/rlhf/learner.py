@@ -134,7 +134,16 @@ class PreferenceLearner:
 
     def _labelled(self) -> list[tuple[str, str]]:
         assert self.store is not None
-        return [(qid, rec["label"]) for qid, rec in self.store.labels().items() if rec["label"] != "skip"]
+        return [(qid, rec["label"]) for qid, rec in self.store.labels().items()
+                if rec["label"] != "skip" and self._asked_yet(qid)]
+
+    def _asked_yet(self, qid: str) -> bool:
+        """This run's queries count once the schedule has asked them: a resumed run that finds labels given after
+        its checkpoint (before the kill) uses each only when it asks that query again, as the straight run did.
+        Queries put in the store by someone else (not ``q`` + digits) always count."""
+        if len(qid) == 7 and qid[0] == "q" and qid[1:].isdigit():
+            return int(qid[1:]) < self.asked
+        return True
 
     # --- the schedule --------------------------------------------------------------------------------------------
     def due(self, clock: int) -> int:

@@ -34,7 +34,8 @@ class SegmentRenderer:
         from lrl.data.env import env_fn
         from lrl.video import offscreen_defaults
         offscreen_defaults()
-        self.env = env_fn(env_cfg, render_mode="rgb_array")()
+        self.make = env_fn(env_cfg, render_mode="rgb_array")
+        self.env: Any = None
         self.seed = seed
         self.episodes = 0
         self.obs: Any = None
@@ -44,6 +45,7 @@ class SegmentRenderer:
     def check(self) -> None:
         """One clear line at start when the env cannot render rgb_array frames."""
         try:
+            self.env = self.make()
             self.env.reset(seed=self.seed)
             frame = self.env.render()
         except Exception as err:  # noqa: BLE001 - whatever the env raises, the user needs one line
@@ -83,4 +85,5 @@ class SegmentRenderer:
                 "true_return": sum(rewards), "frames": frames}
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()

@@ -220,7 +220,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     if recipe.rlhf is not None:  # learning from preferences: the module relabels every rollout (docs/rlhf.md)
         from lrl.rlhf.learner import PreferenceLearner
         module.attach_reward_learner(PreferenceLearner(
-            recipe.rlhf, spec, recipe.env, run_dir, recipe.seed,
+            recipe.rlhf, spec, recipe.env, run_dir, recipe.seed, f"{recipe.name}/{run_dir.resolve().name}",
             module.discount if module.discount is not None else 0.99, budget))
     trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -322,7 +322,8 @@ def train(recipe_ref: str | Recipe, overrides: list[str] | None = None, run_dir:
     try:
         return run(recipe, rd, uri, init_state=init_state, callbacks=callbacks, tags=tags)
     except BaseException:
-        if not child and not any((rd / "checkpoints").iterdir()):
+        # a run that waited for people's labels keeps its preference store (a restart in this --run-dir uses it)
+        if not child and not any((rd / "checkpoints").iterdir()) and not (rd / "preferences" / "queries.jsonl").exists():
             shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing
         raise
 

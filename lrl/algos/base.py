@@ -100,7 +100,7 @@ class RLModule(L.LightningModule):
         if rl.policy is None:
             rl.policy = self.collection_policy()
         if rl.store is None and rl.rank0:
-            rl.open_store(self.trainer.loggers[0].run_id if self.trainer.loggers else "local")
+            rl.open_store()
         td, metrics = rl.on_rollout(td, self.clock)
         self.record(**{k: v for k, v in metrics.items() if v == v})  # NaN: nothing to report yet
         return td

@@ -88,12 +88,12 @@ def cut_segments(obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, 
 class PreferenceLearner:
     """The reward model, the query schedule, the segment pool and the annotator of one run."""
 
-    def __init__(self, cfg: Any, spec: Spec, env_cfg: Any, run_dir: Path | str, seed: int, gamma: float,
-                 budget: int) -> None:
+    def __init__(self, cfg: Any, spec: Spec, env_cfg: Any, run_dir: Path | str, seed: int, run_id: str,
+                 gamma: float, budget: int) -> None:
         self.cfg, self.spec, self.env_cfg, self.seed = cfg, spec, env_cfg, seed
         self.gamma, self.budget = gamma, budget
         self.root = Path(run_dir) / "preferences"
-        self.run_id: str | None = None
+        self.run_id = run_id  # the store's owner: recipe name / run directory name
         self.store: PreferenceStore | None = None
         self.model = RewardModel(feature_dim(spec), members=cfg.members, hidden=list(cfg.hidden), dropout=cfg.dropout,
                                  lr=cfg.lr, l2=cfg.l2, l2_target=cfg.l2_target, adapt_l2=cfg.adapt_l2,
@@ -120,10 +120,11 @@ class PreferenceLearner:
     def rank0(self) -> bool:
         return not _distributed() or dist.get_rank() == 0
 
-    def open_store(self, run_id: str) -> None:
-        """Rank 0: this run's store (``run_id``: the MLflow run id; a store of another run is a StoreError)."""
-        self.run_id = run_id
-        self.store = PreferenceStore(self.root, run_id, self.env_cfg.id)
+    def open_store(self) -> None:
+        """Rank 0: this run's store (another run's store is a StoreError). The owner is the recipe's name and the
+        run directory's name, so a resumed run, a moved run directory and a run started again in the same
+        ``--run-dir`` after waiting in vain for labels all keep their store."""
+        self.store = PreferenceStore(self.root, self.run_id, self.env_cfg.id)
         if self.cfg.annotator == "human" and self._render is None:
             from lrl.rlhf.render import SegmentRenderer
             self._render = SegmentRenderer(self.env_cfg, self.seed + 99991)
@@ -307,7 +308,8 @@ class PreferenceLearner:
         while not self._labelled():
             if time.monotonic() > deadline:
                 raise LabelTimeout(f"no labels after {self.cfg.human.wait_seconds:g} s; the queries are kept in "
-                                   f"{self.root}: label them (`lrl label {self.root.parent}`) and `lrl resume` the run")
+                                   f"{self.root}: label them (`lrl label {self.root.parent}`) and start the run again "
+                                   f"with --run-dir {self.root.parent}")
             time.sleep(self.cfg.human.poll_seconds)
 
     def dataset(self) -> tuple[Pairs, Pairs, int]:

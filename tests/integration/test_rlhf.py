@@ -1,6 +1,7 @@
 """Learning from preferences through the launcher (docs/rlhf.md): exact resume with the preference store, 2-process
 DDP with identical ranks (policy and reward model), bf16, SAC on the learned reward, no acknowledged label lost to
-kill -9, and bad input as one line."""
+kill -9, and bad input as one line. Runs in subprocesses (DDP, the command line's exit codes, a person labelling a
+waiting run) and the SAC run are marked slow: `-m slow`."""
 
 from __future__ import annotations
 
@@ -37,19 +38,19 @@ def test_resume_after_kill_equals_straight_run() -> None:
     """Killed after the half-way checkpoint: the run directory keeps its checkpoint and its whole store (labels
     given after the checkpoint included). The resumed run re-asks the same query ids, finds their labels, and ends
     exactly where the straight run did: policy, reward model and its optimiser, schedule position, RNGs."""
-    straight = _train("rlhf/cartpole", [*TINY, "budget.frames=2048", "checkpoint.every=1024"], "runs/straight")
+    straight = _train("rlhf/cartpole", [*TINY, "budget.frames=2048", "checkpoint.every=1024"], "a/run")
     assert straight.clock == 2048
-    ckdir = Path("runs/resumed/checkpoints")
+    ckdir = Path("b/run/checkpoints")  # the same run directory name elsewhere: its store still belongs to it
     ckdir.mkdir(parents=True)
-    shutil.copy("runs/straight/recipe.yaml", "runs/resumed/recipe.yaml")
-    shutil.copy("runs/straight/checkpoints/frames-0000001024.ckpt", ckdir)
-    shutil.copytree("runs/straight/preferences", "runs/resumed/preferences")  # the store as the kill left it
+    shutil.copy("a/run/recipe.yaml", "b/run/recipe.yaml")
+    shutil.copy("a/run/checkpoints/frames-0000001024.ckpt", ckdir)
+    shutil.copytree("a/run/preferences", "b/run/preferences")  # the store as the kill left it
     out = resume(ckdir / "frames-0000001024.ckpt")
     assert out.clock == 2048 and out.mlflow_run_id == straight.mlflow_run_id
-    a, b = _load(Path("runs/straight/checkpoints/last.ckpt")), _load(ckdir / "last.ckpt")
+    a, b = _load(Path("a/run/checkpoints/last.ckpt")), _load(ckdir / "last.ckpt")
     assert a["rlhf"]["asked"] == 24 and a["rlhf"]["updates"] == 4
     assert_same(_resumable_parts(a), _resumable_parts(b))
-    store = PreferenceStore.open("runs/resumed/preferences")
+    store = PreferenceStore.open("b/run/preferences")
     assert store.counts() == {"queries": 24, "labels": 24, "pending": 0}  # nothing asked twice
 
 
@@ -70,6 +71,7 @@ def test_bf16_mixed_runs() -> None:
     assert all(torch.isfinite(v).all() for v in ckpt["rlhf"]["model"]["net"].values())
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_sac_learns_from_relabelled_replay_minibatches() -> None:
     out = _train("rlhf/inverted-pendulum-sac", [*OFF, "budget.frames=600", "data.learning_starts=200",
                                                 "data.batch_size=32", "algo.hidden=[32]", "rlhf.labels=12",
@@ -81,6 +83,7 @@ def test_sac_learns_from_relabelled_replay_minibatches() -> None:
     assert ckpt["rlhf"]["asked"] > 0 and ckpt["rlhf"]["updates"] >= 2
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_ddp_two_cpu_processes_keep_identical_policy_and_reward_model(tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "budget.frames=2048", "trainer.accelerator=cpu",
@@ -127,6 +130,7 @@ def test_kill_9_while_writing_labels_loses_no_acknowledged_label(tmp_path: Path)
     assert all(labels[q]["label"] == ("left", "right", "equal", "skip")[int(q[1:]) % 4] for q in acked)
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_annotator_none_with_an_empty_store_is_one_line(tmp_path: Path) -> None:
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=none", "budget.frames=512", "--run-dir",
                    str(tmp_path / "none"), timeout=120)
@@ -134,6 +138,7 @@ def test_annotator_none_with_an_empty_store_is_one_line(tmp_path: Path) -> None:
     assert "rlhf.annotator=none" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_human_annotator_waits_then_stops_with_one_line_and_keeps_the_queries(tmp_path: Path) -> None:
     run = tmp_path / "human"
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=human", "rlhf.human.wait_seconds=2",
@@ -141,13 +146,21 @@ def test_human_annotator_waits_then_stops_with_one_line_and_keeps_the_queries(tm
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"waiting for labels: run `lrl label {run}" in proc.stderr
     assert "no labels after 2 s" in proc.stderr and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "no labels after" in line]) == 1
     store = PreferenceStore.open(run / "preferences")
     queries = store.queries()
     assert len(queries) == 8 and store.counts()["labels"] == 0
     for q in queries:  # every query shows two rendered clips
         assert all((store.root / c).read_bytes()[:3] == b"GIF" for c in q["clips"])
+    for i, q in enumerate(queries):  # labelled later; the run started again in its directory uses them
+        store.add_label(q["id"], ("left", "right", "equal")[i % 3], by="person")
+    again = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=human", "rlhf.human.wait_seconds=2",
+                    "budget.frames=512", "--run-dir", str(run), timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _load(run / "checkpoints" / "last.ckpt")["rlhf"]["trained_labels"] >= 8
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_human_annotator_labels_picked_up_by_a_running_run(tmp_path: Path) -> None:
     """A person labels while the run waits: the run starts training once the first labels land."""
     run = tmp_path / "human2"
@@ -176,6 +189,7 @@ def test_human_annotator_labels_picked_up_by_a_running_run(tmp_path: Path) -> No
     assert ckpt["rlhf"]["trained_labels"] >= 8
 
 
+@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_env_that_cannot_render_is_refused_for_people(tmp_path: Path) -> None:
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=human",
                    "env.id=tests.custom_envs:BlindLineWorld-v0", "budget.frames=512", "--run-dir",

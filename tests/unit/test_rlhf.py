@@ -216,7 +216,7 @@ def _rollout(reward: float, n: int = 4, t: int = 8, seed: int = 0) -> TensorDict
 
 def _learner(tmp_path, cfg, gamma=0.9):
     env = EnvConfig(id="CartPole-v1")
-    return PreferenceLearner(cfg, CARTPOLE, env, tmp_path, seed=0, gamma=gamma, budget=1000)
+    return PreferenceLearner(cfg, CARTPOLE, env, tmp_path, seed=0, run_id="run", gamma=gamma, budget=1000)
 
 
 def test_relabel_hook_matches_a_hand_loop(tmp_path):
@@ -259,7 +259,7 @@ def test_environment_reward_never_reaches_the_policy_loss(tmp_path):
                "obs1": np.ones((4, 4), np.float32), "act1": np.ones(4, np.int64), "absorbed1": np.zeros(4, bool)}
         store.add_query("seed-pair", seg)
         store.add_label("seed-pair", "right", by="person")
-        rl.open_store("run")
+        rl.open_store()
         torch.manual_seed(0)
         module = PPO(CARTPOLE, minibatch_size=None, epochs=1)
         module.attach_reward_learner(rl)

@@ -323,7 +323,8 @@ def train(recipe_ref: str | Recipe, overrides: list[str] | None = None, run_dir:
         return run(recipe, rd, uri, init_state=init_state, callbacks=callbacks, tags=tags)
     except BaseException:
         # a run that waited for people's labels keeps its preference store (a restart in this --run-dir uses it)
-        if not child and not any((rd / "checkpoints").iterdir()) and not (rd / "preferences" / "queries.jsonl").exists():
+        kept = (rd / "preferences" / "queries.jsonl").exists()
+        if not child and not any((rd / "checkpoints").iterdir()) and not kept:
             shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing
         raise
 

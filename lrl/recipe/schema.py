@@ -280,8 +280,9 @@ class RlhfConfig(_Section):
     selection: Literal["random", "disagreement"] = "random"
     candidates: int = Field(10, ge=1, le=1000, description="disagreement: candidate pairs per query")
     termination: Literal["absorbing", "keep"] = Field(
-        "absorbing", description="absorbing: a learned reward for the state after termination, paid to the learner "
-        "as gamma r_abs / (1 - gamma) on terminated steps; keep: segments end at termination, nothing added")
+        "absorbing", description="absorbing: a learned reward for the state after termination; the learner gets "
+        "(r - r_abs) / max(|r_abs|, 1), so ending an episode is worth what the labels say; keep: segments end at "
+        "termination (their absorbed steps earn nothing) and the learner gets r itself")
     update_every: int = Field(10000, ge=1, description="frames between reward-model updates")
     epochs: int = Field(20, ge=1, le=100_000, description="passes over the labels per update")
     pretrain_epochs: int = Field(100, ge=1, le=100_000, description="passes at the first update")

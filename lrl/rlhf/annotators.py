@@ -11,6 +11,7 @@ Seeded: the same segments and seed give the same labels.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -37,5 +38,5 @@ class SyntheticAnnotator:
     def state_dict(self) -> dict[str, object]:
         return {"rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]

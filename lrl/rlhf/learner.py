@@ -187,10 +187,7 @@ class PreferenceLearner:
         x = torch.stack([features(self.spec, s["obs"], s["act"]) for s in segs])
         absorbed = torch.stack([s["absorbed"] for s in segs])
         r = net(x)
-        if self.absorbing:
-            r = torch.where(absorbed, net.absorbing_reward(), r)
-        else:
-            r = r.masked_fill(absorbed, 0.0)
+        r = torch.where(absorbed, net.absorbing_reward(), r) if self.absorbing else r.masked_fill(absorbed, 0.0)
         net.train()
         return pearson(r.sum(-1), torch.tensor([s["true_return"] for s in segs]))
 
@@ -199,7 +196,7 @@ class PreferenceLearner:
         segments from it into the pool and take a fresh reference batch (so short collection steps, as a replay
         source's, still give whole segments)."""
         done = td["next", "done"].squeeze(-1).bool()
-        if "mask" in td.keys():
+        if td.get("mask", None) is not None:
             done = done | ~td["mask"].bool()
         part = {"obs": td["observation"].cpu(), "act": td["action"].cpu(), "rew": true_reward.cpu(),
                 "term": td["next", "terminated"].squeeze(-1).bool().cpu(), "done": done.cpu()}
@@ -223,7 +220,12 @@ class PreferenceLearner:
 
     @torch.no_grad()
     def relabel(self, td: TensorDict) -> TensorDict:
-        """``next/reward`` := r̂(s, a), plus γ r̂_abs / (1 − γ) on terminated steps (``termination: absorbing``)."""
+        """``next/reward`` := r̂(s, a) (``termination: keep``), or with ``termination: absorbing``
+        (r̂(s, a) − r̂_abs) / max(|r̂_abs|, 1): every reward shifted so that the absorbing state after a termination
+        earns 0 forever (the usual episodic cut, so nothing is added at termination) and scaled so that being alive
+        rather than absorbed is worth about 1 per step. A constant shift of every reward, absorbing included, and a
+        positive scale leave the optimal policy unchanged; r̂ normalised (mean 0 on the reference batch) is
+        otherwise a per-step reward that can be negative, which a learner escapes by ending episodes."""
         net = self.model.net
         was = net.training
         net.eval()
@@ -231,11 +233,9 @@ class PreferenceLearner:
         net.to(device)
         r = net(features(self.spec, td["observation"], td["action"]).to(device))
         if self.absorbing:
-            term = td["next", "terminated"].squeeze(-1).to(r.dtype)
-            if "mask" in td.keys():
-                term = term * td["mask"].to(r.dtype)
-            r = r + term * (self.gamma / (1 - self.gamma)) * net.absorbing_reward()
-        if "mask" in td.keys():
+            r_abs = net.absorbing_reward()
+            r = (r - r_abs) / r_abs.abs().clamp_min(1.0)
+        if td.get("mask", None) is not None:
             r = r * td["mask"].to(r.dtype)
         net.train(was)
         net.to(self.model.device)
@@ -367,12 +367,13 @@ class PreferenceLearner:
             return
         box = [self.model.state_dict() if self.rank0 else None]
         dist.broadcast_object_list(box, src=0)
-        if not self.rank0:
+        if not self.rank0 and box[0] is not None:
             self.model.load_state_dict(box[0])
 
     # --- checkpoint --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "rng": self.rng.bit_generator.state, "pool": self.pool, "history": self.history,
+        return {"model": self.model.state_dict(), "rng": self.rng.bit_generator.state, "pool": self.pool,
+                "history": self.history,
                 "reference": self.reference, "asked": self.asked, "updates": self.updates,
                 "next_update": self.next_update, "trained_labels": self.trained_labels,
                 "render_frames": self.render_frames}

@@ -48,7 +48,7 @@ class SegmentRenderer:
             self.env = self.make()
             self.env.reset(seed=self.seed)
             frame = self.env.render()
-        except Exception as err:  # noqa: BLE001 - whatever the env raises, the user needs one line
+        except Exception as err:
             raise RecipeError(f"rlhf.annotator=human needs frames, but {self.env_id} cannot render rgb_array "
                               f"({type(err).__name__}: {err}); use rlhf.annotator=synthetic") from None
         if not isinstance(frame, np.ndarray):

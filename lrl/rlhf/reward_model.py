@@ -47,6 +47,9 @@ def feature_dim(spec: Spec) -> int:
 class RewardEnsemble(nn.Module):
     """``members`` MLPs r̂_i(x) with dropout, each with its learned absorbing reward and its normalisation."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, in_dim: int, members: int, hidden: list[int], dropout: float) -> None:
         super().__init__()
         self.members = nn.ModuleList()
@@ -184,7 +187,7 @@ class RewardModel:
 
     def _adapt(self, train_loss: float, val_loss: float) -> None:
         if self.l2_target == "validation":
-            if not val_loss == val_loss:  # no validation pairs yet
+            if val_loss != val_loss:  # no validation pairs yet
                 return
             ratio, low, high = val_loss / max(train_loss, 1e-8), 1.1, 1.5
         else:

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 
-import mlflow
 from lrl.launch import RunResult, resume, train
 from lrl.rlhf.store import PreferenceStore, StoreError
 from tests.conftest import ROOT, run_lrl

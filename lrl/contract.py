@@ -132,6 +132,13 @@ class Learner(Protocol):
     def set_clock(self, clock: int) -> None:
         """The source's clock before it collects: exploration schedules act on it."""
 
+    def relabel_rollout(self, td: TensorDict) -> TensorDict:
+        """A fresh rollout before ``process_rollout`` (or before a replay buffer stores it): with ``rlhf:``, its
+        ``next/reward`` becomes the learned reward (docs/rlhf.md); unchanged otherwise."""
+
+    def relabel_batch(self, td: TensorDict) -> TensorDict:
+        """A replay minibatch: with ``rlhf:``, ``next/reward`` becomes the current learned reward."""
+
     @property
     def discount(self) -> float | None:
         """γ, for return-based reward scaling; None when the module has none."""

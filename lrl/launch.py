@@ -217,6 +217,11 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
     callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
                  RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri), *(callbacks or [])]
+    if recipe.rlhf is not None:  # learning from preferences: the module relabels every rollout (docs/rlhf.md)
+        from lrl.rlhf.learner import PreferenceLearner
+        module.attach_reward_learner(PreferenceLearner(
+            recipe.rlhf, spec, recipe.env, run_dir, recipe.seed, f"{recipe.name}/{run_dir.resolve().name}",
+            module.discount if module.discount is not None else 0.99, budget))
     trainer_kwargs = {k: v for k, v in recipe.trainer.items() if k != "strategy"}
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -317,7 +322,9 @@ def train(recipe_ref: str | Recipe, overrides: list[str] | None = None, run_dir:
     try:
         return run(recipe, rd, uri, init_state=init_state, callbacks=callbacks, tags=tags)
     except BaseException:
-        if not child and not any((rd / "checkpoints").iterdir()):
+        # a run that waited for people's labels keeps its preference store (a restart in this --run-dir uses it)
+        kept = (rd / "preferences" / "queries.jsonl").exists()
+        if not child and not any((rd / "checkpoints").iterdir()) and not kept:
             shutil.rmtree(rd, ignore_errors=True)  # nothing half-written: a run that never checkpointed leaves nothing
         raise
 

@@ -81,6 +81,43 @@ class RLModule(L.LightningModule):
         """Annotate a fresh rollout (no gradients): values, advantages, ... Default: unchanged."""
         return td
 
+    # --- learning from preferences (docs/rlhf.md): the sources relabel through these ----------------------------
+    def attach_reward_learner(self, reward_learner: Any) -> None:
+        """Train on a learned reward (``rlhf:``): a plain object, deliberately not a registered submodule, so the
+        policy's DDP wrapper never sees the reward model's parameters; saved with the module's checkpoint."""
+        object.__setattr__(self, "_reward_learner", reward_learner)
+
+    @property
+    def reward_learner(self) -> Any:
+        return self.__dict__.get("_reward_learner")
+
+    def relabel_rollout(self, td: Any) -> Any:
+        """A fresh rollout ``[N, T]`` from the source, before ``process_rollout``: with a reward learner, its
+        ``next/reward`` becomes the learned r̂ (and the learner takes its segments, labels and updates)."""
+        rl = self.reward_learner
+        if rl is None:
+            return td
+        if rl.policy is None:
+            rl.policy = self.collection_policy()
+        if rl.store is None and rl.rank0:
+            rl.open_store()
+        td, metrics = rl.on_rollout(td, self.clock)
+        self.record(**{k: v for k, v in metrics.items() if v == v})  # NaN: nothing to report yet
+        return td
+
+    def relabel_batch(self, td: Any) -> Any:
+        """A replay minibatch: ``next/reward`` becomes the current r̂ (the learner always learns from the latest)."""
+        rl = self.reward_learner
+        return td if rl is None else rl.relabel(td)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reward_learner is not None:
+            checkpoint["rlhf"] = self.reward_learner.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reward_learner is not None and "rlhf" in checkpoint:
+            self.reward_learner.load_state_dict(checkpoint["rlhf"])
+
     def set_clock(self, clock: int) -> None:
         """Called by the data source before it collects, so exploration schedules act on the current clock."""
         self.clock = clock
@@ -153,6 +190,8 @@ class RLModule(L.LightningModule):
             returns = torch.tensor([r for r, _ in self._episodes])
             out["train/episode_return"] = returns.mean().item()
             out["train/episode_length"] = float(sum(n for _, n in self._episodes)) / len(self._episodes)
+            if self.reward_learner is not None:  # the env's own return: logged, never learned from
+                out["train/true_return"] = out["train/episode_return"]
         if now > last_time and self.clock > last_frames:
             out["perf/fps"] = (self.clock - last_frames) / (now - last_time)
         self._sums, self._counts, self._episodes = {}, {}, []

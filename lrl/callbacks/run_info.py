@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 
 def param_digest(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
-    for name, p in sorted(module.state_dict().items()):
+    state = dict(module.state_dict())
+    reward_learner = getattr(module, "reward_learner", None)  # rlhf: the reward model must agree across ranks too
+    if reward_learner is not None:
+        state.update({f"rlhf.{k}": v for k, v in reward_learner.model.net.state_dict().items()})
+    for name, p in sorted(state.items()):
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()

@@ -165,6 +165,7 @@ class OnPolicyDataModule(RankedDataModule):
         for norm in (self.collector.obs_normalizer, self.collector.reward_scaler):
             if norm is not None:
                 norm.sync(all_ranks)
+        td = module.relabel_rollout(td)  # rlhf: the learned reward replaces the env's (docs/rlhf.md)
         self._flat = module.process_rollout(td).reshape(-1)
         n = self._flat.shape[0]
         if self.complete_episodes and self.minibatch_size is not None:

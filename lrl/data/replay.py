@@ -202,7 +202,7 @@ class ReplayDataModule(RankedDataModule):
             warm = self.random_warmup and self.clock < self.learning_starts
             self.collector.policy = self._uniform if warm else self._policy
             module.set_clock(self.clock)  # exploration schedules act on the current clock
-            td = self.collector.rollout().reshape(-1)
+            td = module.relabel_rollout(self.collector.rollout()).reshape(-1)  # rlhf: never store the env's reward
             norm = self.collector.obs_normalizer
             if norm is not None:
                 norm.sync(gather if distributed() else None)
@@ -225,7 +225,7 @@ class ReplayDataModule(RankedDataModule):
             # one draw for all updates of this step: nothing is added in between, so this is the same as drawing
             # each minibatch separately, at a fraction of TorchRL's per-call cost
             self._queue = list(self.buffer.sample(per_rank * self.updates_per_step).split(per_rank))
-        td = self._queue.pop(0)
+        td = learner(self.trainer).relabel_batch(self._queue.pop(0))  # rlhf: always the current r̂
         return Batch(td, self.clock, self._progress_remaining(), self.steps, first, episodes)
 
     # --- checkpoint state ---------------------------------------------------------------------------------

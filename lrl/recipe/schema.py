@@ -245,6 +245,74 @@ class TrackingConfig(_Section):
                                        "in the MLflow model registry")
 
 
+class SyntheticAnnotatorConfig(_Section):
+    """B-Pref's simulated teacher (docs/rlhf.md): Bradley-Terry on the TRUE segment returns."""
+
+    beta: float | None = Field(None, gt=0, allow_inf_nan=False,
+                               description="rationality: P(left) = sigmoid(beta (R1 - R2)); null: always the larger")
+    mistake: float = Field(0.0, ge=0, le=1, description="probability of flipping a strict answer")
+    equal_threshold: float = Field(0.0, ge=0, allow_inf_nan=False,
+                                   description="|R1 - R2| at or below this: 'equal'")
+    skip: float = Field(0.0, ge=0, lt=1, description="probability of answering 'skip' (can't tell)")
+
+
+class HumanAnnotatorConfig(_Section):
+    wait_seconds: float = Field(3600.0, gt=0, allow_inf_nan=False,
+                                description="how long a new run waits for its first labels before it stops (exit 2)")
+    poll_seconds: float = Field(2.0, gt=0, allow_inf_nan=False, description="how often the store is read meanwhile")
+
+
+class RlhfConfig(_Section):
+    """Learning from preferences (docs/rlhf.md): the learner trains on a reward model r̂(s, a) fitted to labelled
+    segment pairs; the environment's reward is only logged (train/true_return)."""
+
+    annotator: Literal["synthetic", "human", "none"] = "synthetic"
+    synthetic: SyntheticAnnotatorConfig = SyntheticAnnotatorConfig()
+    human: HumanAnnotatorConfig = HumanAnnotatorConfig()
+    labels: int = Field(1000, ge=1, le=10_000_000, description="queries asked over the run (the label budget)")
+    initial_fraction: float = Field(0.25, ge=0, le=1, description="share of the labels asked at the first update")
+    label_until: float = Field(0.5, gt=0, le=1, description="the rest is asked linearly until this fraction of the "
+                               "budget")
+    segment_length: int = Field(25, ge=1, le=10_000, description="k, steps per segment")
+    window: int = Field(50, ge=1, le=1_000_000, description="steps per env gathered before segments are cut")
+    segments_per_window: int = Field(64, ge=1, le=1_000_000, description="segments cut from each window")
+    pool: int = Field(2000, ge=2, le=1_000_000, description="recent segments queries are drawn from")
+    selection: Literal["random", "disagreement"] = "random"
+    candidates: int = Field(10, ge=1, le=1000, description="disagreement: candidate pairs per query")
+    termination: Literal["absorbing", "keep"] = Field(
+        "absorbing", description="absorbing: a learned reward for the state after termination; the learner gets "
+        "(r - r_abs) / max(|r_abs|, 1), so ending an episode is worth what the labels say; keep: segments end at "
+        "termination (their absorbed steps earn nothing) and the learner gets r itself")
+    update_every: int = Field(10000, ge=1, description="frames between reward-model updates")
+    epochs: int = Field(20, ge=1, le=100_000, description="passes over the labels per update")
+    pretrain_epochs: int = Field(100, ge=1, le=100_000, description="passes at the first update")
+    members: int = Field(3, ge=1, le=64, description="ensemble size")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    dropout: float = Field(0.0, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0, le=1, allow_inf_nan=False)
+    batch_size: int = Field(64, ge=1, le=1_000_000)
+    l2: float = Field(1e-4, ge=0, allow_inf_nan=False, description="initial l2 coefficient")
+    l2_target: Literal["validation", "regularisation"] = Field(
+        "validation", description="validation: keep val loss in [1.1, 1.5] x train loss (Christiano et al.); "
+        "regularisation: keep the l2 loss in [1, 1.5] x train loss (Rossi's wording)")
+    adapt_l2: bool = True
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of labelled pairs held out for validation")
+    reference: int = Field(2048, ge=2, le=1_000_000, description="(s, a) in the normalisation reference batch")
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        if not value or any(h < 1 or h > 65536 for h in value):
+            raise ValueError("must be a non-empty list of layer widths in [1, 65536]")
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> RlhfConfig:
+        if self.segment_length > self.window:
+            raise ValueError(f"segment_length={self.segment_length} must be at most window={self.window}")
+        return self
+
+
 # Trainer arguments that lrl sets itself: frames are the clock and lrl owns checkpoints and logging.
 RESERVED_TRAINER_KEYS = {
     "callbacks", "logger", "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time",
@@ -267,6 +335,23 @@ class Recipe(_Section):
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     tracking: TrackingConfig = TrackingConfig()
+    rlhf: RlhfConfig | None = None  # learning from preferences (docs/rlhf.md)
+
+    @model_validator(mode="after")
+    def _rlhf_needs_env(self) -> Recipe:
+        if self.rlhf is None:
+            return self
+        if self.env is None:
+            raise ValueError("rlhf needs an env: segments are cut from the policy's rollouts")
+        if self.env.normalize_reward:
+            raise ValueError("rlhf replaces the env's reward by the learned one: remove env.normalize_reward")
+        if self.env.normalize_obs:
+            raise ValueError("rlhf: the reward model sees raw observations; remove env.normalize_obs")
+        if self.env.shaping is not None:
+            raise ValueError("rlhf: the env's reward is not learned from, so env.shaping would do nothing; remove it")
+        if self.data.get("name", "onpolicy") not in ("onpolicy", "replay"):
+            raise ValueError(f"rlhf works with data.name onpolicy or replay, not {self.data.get('name')!r}")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -287,6 +372,8 @@ class Recipe(_Section):
         out["budget"] = {k: v for k, v in out["budget"].items() if v is not None}
         if out["env"] is None:
             del out["env"]
+        if out["rlhf"] is None:
+            del out["rlhf"]
         return out
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from tests.custom_envs.lineworld import LineWorld
+from tests.custom_envs.lineworld import BlindLineWorld, LineWorld
 
-__all__ = ["LineWorld"]
+__all__ = ["BlindLineWorld", "LineWorld"]
 
 if "LineWorld-v0" not in gym.registry:
     gym.register(id="LineWorld-v0", entry_point="tests.custom_envs.lineworld:LineWorld", max_episode_steps=50)
+if "BlindLineWorld-v0" not in gym.registry:
+    gym.register(id="BlindLineWorld-v0", entry_point="tests.custom_envs.lineworld:BlindLineWorld",
+                 max_episode_steps=50)

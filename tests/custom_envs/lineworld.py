@@ -45,3 +45,10 @@ class LineWorld(gym.Env[np.ndarray, np.int64]):
         frame = np.full((16, 16 * self.size, 3), 96, dtype=np.uint8)
         frame[:, 16 * self._pos:16 * (self._pos + 1)] = 255
         return frame
+
+
+class BlindLineWorld(LineWorld):
+    """LineWorld that renders nothing (``render()`` is None): a run that needs frames must refuse it."""
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        return None

@@ -17,7 +17,9 @@ def test_shipped_recipes_validate_and_document_themselves(name: str) -> None:
     recipe = load(name)
     text = find_recipe(name).read_text()
     assert text.startswith("#") and f"lrl train {name}" in text  # a comment with the exact command line
-    assert recipe.algo["name"] in name or recipe.data["name"] in name  # dagger/cartpole: bc on the dagger source
+    # dagger/cartpole: bc on the dagger source; rlhf/<task>: <algo>/<task> plus an rlhf section (docs/rlhf.md)
+    assert (recipe.algo["name"] in name or recipe.data["name"] in name
+            or (name.startswith("rlhf/") and recipe.rlhf is not None))
 
 
 def test_resolved_recipe_has_all_defaults() -> None:

@@ -141,10 +141,12 @@ class TD3(RLModule):
             self.record(**{"loss/actor": pi_loss})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         state = self._gen.get_state() if self._gen is not None else self._gen_state
         checkpoint["td3"] = {"updates": self.updates, "generator": state}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("td3", {})
         self.updates = saved.get("updates", 0)
         self._gen_state = saved.get("generator")

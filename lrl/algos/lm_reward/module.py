@@ -15,7 +15,7 @@ of (:mod:`lrl.algos.lm_reward.loss`):
 
 Metrics: ``rm/train_accuracy`` (the minibatch's pairs ordered as the annotator's noisy ranking orders them) and
 ``rm/accuracy`` (held-out prompts, ordered as the hidden TRUE score orders them; pairs of equal true score are not
-counted), every ``eval_every`` steps and at the last. The finished model goes to ``RUN_DIR/model/``.
+counted), after every ``eval_every``-th update and the last (logged with the next metric flush). The finished model goes to ``RUN_DIR/model/``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class LMReward(RLModule):
             self.model = tiny_reward_model(self.tokenizer, n_layer, n_embd, n_head, n_positions)
         if frozen_body:
             self.model.base_model.requires_grad_(False)
-        self.n_seen = 0
+        self._heldout: Any = None  # the held-out set, when this step's update is to be followed by its accuracy
 
     def rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """r̂ of [..., T] sequences, shape [...]."""
@@ -110,9 +110,15 @@ class LMReward(RLModule):
         out = self.losses(batch.td)
         self.record(**{k: v for k, v in out.items() if k != "loss"})
         step = self.trainer.global_step + 1
-        if "heldout" in batch.streams and (step % self.hp.eval_every == 0 or batch.progress_remaining <= 0):
-            self.record(**{"rm/accuracy": self.heldout_accuracy(batch.streams["heldout"])})
+        due = step % self.hp.eval_every == 0 or batch.progress_remaining <= 0
+        self._heldout = batch.streams.get("heldout") if due else None
         return out["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._heldout is not None:  # after this step's update, before the metrics are flushed
+            self.record(**{"rm/accuracy": self.heldout_accuracy(self._heldout)})
+            self._heldout = None
+        super().on_train_batch_end(outputs, batch, batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.adam([p for p in self.model.parameters() if p.requires_grad], self.hp.lr, self.hp.adam_eps)

@@ -145,7 +145,7 @@ class LMPrefsDataModule(LMTextDataModule):
         task = get_task(self.task)
         model, tok = load_causal_lm(self.policy, "data.policy")
         device = self.trainer.lightning_module.device if self.trainer is not None else torch.device("cpu")
-        model.to(device)
+        model = model.to(device)  # type: ignore[arg-type]
         seed = self.seed + (0 if split == "train" else 1_000_003)
         prompts = task.prompts(split, self.n_prompts if split == "train" else self.n_test, seed)  # type: ignore[arg-type]
         responses = sample_responses(model, tok, prompts, self.k, temperature=self.temperature,

@@ -75,9 +75,10 @@ def tiny_reward_model(tokenizer: PreTrainedTokenizerFast, n_layer: int = 1, n_em
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, num_labels=1,
+                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id)
+    cfg.num_labels = 1
     return GPT2ForSequenceClassification(cfg)
 
 
@@ -130,7 +131,7 @@ def load_tokenizer(path: str | Path, what: str = "model") -> PreTrainedTokenizer
         raise RecipeError(f"{what}={path}: its tokenizer needs a pad token distinct from end-of-sequence (the "
                           "reward model reads its score at the last non-pad token); add one, e.g. '<pad>'")
     tok.padding_side = "right"
-    return tok
+    return tok  # type: ignore[return-value]
 
 
 def _load(path: str | Path, what: str, auto: str, **kwargs: Any) -> tuple[Any, PreTrainedTokenizerFast]:
@@ -218,7 +219,7 @@ def sample_responses(model: Any, tokenizer: PreTrainedTokenizerFast, prompts: li
                 for i, row in zip(part, gen[:, length:].tolist(), strict=True):
                     if tokenizer.eos_token_id in row:
                         row = row[:row.index(tokenizer.eos_token_id)]
-                    out[i].append(tokenizer.decode(row, skip_special_tokens=True))
+                    out[i].append(str(tokenizer.decode(row, skip_special_tokens=True)))
     model.train(was_training)
     return out
 

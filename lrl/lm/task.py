@@ -11,8 +11,9 @@ annotator who gets each digit wrong (a uniformly drawn other digit) with probabi
 imitates the corpus scores ~0.7 at temperature 1, and RL has the rest of the way to climb. Prompts are split once by
 a hash of their digits (not the run's seed): ~20 % test, the rest train; the corpus uses train prompts only.
 
-``arith`` (harder; a tiny model learns it slowly): two-number addition. A prompt is ``"a+b="`` with ``0 <= a, b < 50``; a response is the sum in decimal
-digits. The hidden scorer gives partial credit for near misses::
+``arith`` (harder: a 2-layer, 64-wide GPT-2 reached only ~15 % exact sums after 3000 steps): two-number addition.
+A prompt is ``"a+b="`` with ``0 <= a, b < 50``; a response is the sum in decimal digits. The hidden scorer gives
+partial credit for near misses::
 
     score(prompt, response) = max(0, 1 - |y - (a+b)| / 4)    (y the response read as a number; 0 if it is not one)
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from lrl.errors import RecipeError
@@ -134,7 +136,7 @@ class Arith:
         return max(0.0, 1.0 - abs(int(text) - (int(a) + int(b))) / self.max_err)
 
 
-TASKS = {"arith": Arith, "reverse": Reverse}
+TASKS: dict[str, Callable[[], Task]] = {"arith": Arith, "reverse": Reverse}
 
 
 def get_task(name: str) -> Task:

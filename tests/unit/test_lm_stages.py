@@ -14,8 +14,16 @@ import torch.nn.functional as F
 
 from lrl.algos.lm_reward.loss import four_way_loss, kwise_loss, pair_accuracy, pair_indices, pairwise_loss
 from lrl.errors import RecipeError
-from lrl.lm.models import (build_tiny_lm, build_tokenizer, encode, load_causal_lm, load_reward_model,
-                           sample_responses, tiny_lm, train_tokenizer)
+from lrl.lm.models import (
+    build_tiny_lm,
+    build_tokenizer,
+    encode,
+    load_causal_lm,
+    load_reward_model,
+    sample_responses,
+    tiny_lm,
+    train_tokenizer,
+)
 from lrl.lm.task import get_task
 
 pytest.importorskip("transformers")

@@ -15,7 +15,8 @@ of (:mod:`lrl.algos.lm_reward.loss`):
 
 Metrics: ``rm/train_accuracy`` (the minibatch's pairs ordered as the annotator's noisy ranking orders them) and
 ``rm/accuracy`` (held-out prompts, ordered as the hidden TRUE score orders them; pairs of equal true score are not
-counted), after every ``eval_every``-th update and the last (logged with the next metric flush). The finished model goes to ``RUN_DIR/model/``.
+counted), after every ``eval_every``-th update and the last (logged with the next metric flush). The finished model
+goes to ``RUN_DIR/model/``.
 """
 
 from __future__ import annotations

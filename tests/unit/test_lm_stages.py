@@ -193,3 +193,55 @@ def test_sampling_is_seeded_and_leaves_the_global_generator_alone() -> None:
     assert a == sample_responses(model, tok, prompts, 3, temperature=1.0, max_new_tokens=5, seed=7)
     assert a != sample_responses(model, tok, prompts, 3, temperature=1.0, max_new_tokens=5, seed=8)
     assert [len(r) for r in a] == [3, 3, 3] and all(len(x) <= 5 for r in a for x in r)
+
+
+# --- the reward module's update against hand-written references ------------------------------------------------
+def _reward_module(tmp_path: Path, **kwargs: object) -> tuple[object, object]:
+    from lrl.algos.lm_reward.module import LMReward
+    from lrl.spec import Spec
+
+    tok = train_tokenizer(get_task("reverse"))
+    torch.manual_seed(0)
+    path = build_tiny_lm(tok, tmp_path / "policy", n_layer=1, n_embd=16)
+    spec = Spec(str(path), (12,), "token", len(tok), obs_kind="tokens", vocab_size=len(tok))
+    return LMReward(spec, **kwargs), tok  # type: ignore[arg-type]
+
+
+def _prefs(tok: object, k: int) -> dict[str, torch.Tensor]:
+    texts = [t for i, t in enumerate(["12>21", "12>2", "12>11", "12>213", "345>543", "345>5", "345>", "345>544"])
+             if i % 4 < k]  # the first k responses of each of the 2 prompts
+    enc = encode(tok, texts, 12)  # type: ignore[arg-type]
+    utility = torch.tensor([[0.9, 0.2, 0.5, 0.1], [0.3, 0.8, 0.0, 0.6]])[:, :k]
+    return {"input_ids": enc["input_ids"].view(2, k, 12), "attention_mask": enc["attention_mask"].view(2, k, 12),
+            "utility": utility}
+
+
+@pytest.mark.parametrize("loss", ["kwise", "pairwise", "four_way"])
+def test_reward_losses_read_the_score_at_end_of_sequence(tmp_path: Path, loss: str) -> None:
+    module, tok = _reward_module(tmp_path, loss=loss)
+    td = _prefs(tok, 4)
+    model = module.model  # type: ignore[attr-defined]
+    # hand reference: the score head on the final hidden state at the last non-pad token (the eos)
+    hidden = model.base_model(input_ids=td["input_ids"].view(8, 12), attention_mask=td["attention_mask"].view(8, 12))
+    last = td["attention_mask"].view(8, 12).sum(-1) - 1
+    assert (td["input_ids"].view(8, 12)[torch.arange(8), last] == tok.eos_token_id).all()  # type: ignore[attr-defined]
+    r = model.score(hidden.last_hidden_state[torch.arange(8), last]).view(2, 4)
+    u = td["utility"]
+    expected = {"kwise": kwise_loss(r, u), "pairwise": pairwise_loss(r[:, 0], r[:, 1], (u[:, 1] > u[:, 0]).float()),
+                "four_way": four_way_loss(r, u.argmax(-1))}[loss]
+    out = module.losses(td)  # type: ignore[attr-defined]
+    torch.testing.assert_close(out["loss"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_four_way_with_fewer_than_four_responses_is_one_line(tmp_path: Path) -> None:
+    module, tok = _reward_module(tmp_path, loss="four_way")
+    with pytest.raises(RecipeError, match=r"algo.loss=four_way reads 4 responses per prompt but data.k=2"):
+        module.losses(_prefs(tok, 2))  # type: ignore[attr-defined]
+
+
+def test_frozen_body_trains_the_score_head_only(tmp_path: Path) -> None:
+    module, tok = _reward_module(tmp_path, frozen_body=True)
+    module.losses(_prefs(tok, 4))["loss"].backward()  # type: ignore[attr-defined]
+    model = module.model  # type: ignore[attr-defined]
+    assert all(p.grad is None and not p.requires_grad for p in model.base_model.parameters())
+    assert model.score.weight.grad is not None and model.score.weight.grad.abs().sum() > 0

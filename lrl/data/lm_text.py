@@ -17,6 +17,7 @@ start their models from it. Generation is seeded (the run's seed), so a resumed 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -42,7 +43,7 @@ class LMTextDataModule(OfflineDataModule):
     provides: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask")
 
     def __init__(self, *, env: EnvConfig | None, spec: Spec, seed: int, budget: int, clock_unit: ClockUnit,
-                 schedule: Schedule, task: str = "arith", model: str | None = None, corpus_size: int = 20000,
+                 schedule: Schedule, task: str = "reverse", model: str | None = None, corpus_size: int = 20000,
                  batch_size: int = 64, max_length: int = 16, streams: dict[str, Any] | None = None) -> None:
         """
         Args:
@@ -63,7 +64,7 @@ class LMTextDataModule(OfflineDataModule):
         from lrl.lm.models import load_causal_lm, train_tokenizer
         from lrl.lm.task import get_task
 
-        task = get_task(args.get("task", "arith"))
+        task = get_task(args.get("task", "reverse"))
         if args.get("model") is None:
             return _lm_spec(f"task:{task.name}", train_tokenizer(task), args.get("max_length", 16))
         tokenizer = load_causal_lm(args["model"], "data.model")[1]  # refuses a non-model or mismatched tokenizer
@@ -91,7 +92,7 @@ class LMPrefsDataModule(LMTextDataModule):
     provides: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "utility", "score")
 
     def __init__(self, *, env: EnvConfig | None, spec: Spec, seed: int, budget: int, clock_unit: ClockUnit,
-                 schedule: Schedule, policy: str, task: str = "arith", prompts: int = 1000, test_prompts: int = 200,
+                 schedule: Schedule, policy: str, task: str = "reverse", prompts: int = 1000, test_prompts: int = 200,
                  k: int = 4, noise: float = 0.1, temperature: float = 1.0, max_new_tokens: int = 6,
                  batch_size: int = 32, max_length: int = 16, streams: dict[str, Any] | None = None) -> None:
         """
@@ -119,10 +120,14 @@ class LMPrefsDataModule(LMTextDataModule):
         from lrl.lm.models import load_causal_lm
         from lrl.lm.task import get_task
 
-        get_task(args.get("task", "arith"))
+        get_task(args.get("task", "reverse"))
         if not args.get("policy"):
             raise RecipeError("data.policy: the policy directory to sample responses from is required (the lm-sft "
                               "run's model/ directory)")
+        if not Path(args["policy"]).exists():
+            raise RecipeError(f"data.policy={args['policy']}: no such directory; train the SFT stage first "
+                              f"(lrl train lm-sft/{args.get('task', 'reverse')} --run-dir DIR) and set "
+                              "data.policy=DIR/model")
         tokenizer = load_causal_lm(args["policy"], "data.policy")[1]
         return _lm_spec(str(args["policy"]), tokenizer, args.get("max_length", 16))
 

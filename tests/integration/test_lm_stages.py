@@ -95,7 +95,7 @@ def test_bf16_mixed_runs_on_cpu() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["lm-sft/reverse", "data.model=nowhere"], "data.model=nowhere: no such directory"),
-    (["lm-reward/reverse", "data.policy=nowhere"], "data.policy=nowhere: no such directory"),
+    (["lm-reward/reverse", "data.policy=nowhere"], "data.policy=nowhere: no such directory; train the SFT stage"),
     (["lm-sft/reverse", "data.task=nope"], "unknown LM task 'nope'"),
 ])
 def test_bad_model_directory_or_task_is_one_line_exit_2(args: list[str], message: str) -> None:

@@ -2,7 +2,8 @@
 ``lm-reward/reverse``, the SFT policy's hidden true score on held-out (test) prompts at temperature 1, and the
 reward model's held-out pair accuracy against the true score.
 
-    OMP_NUM_THREADS=1 LRL_NUM_THREADS=1 python benchmarks/lm_stages.py --out /tmp/lm-stages [--seed 0] [--sft K=V ...] [--rm K=V ...]
+    OMP_NUM_THREADS=1 LRL_NUM_THREADS=1 python benchmarks/lm_stages.py --out /tmp/lm-stages \
+        [--seed 0] [--sft K=V ...] [--rm K=V ...]
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main() -> None:
     t_rm, c_rm = time.perf_counter() - t0, time.process_time() - c0
     run_id = getattr(res, "mlflow_run_id", None)
     hist = mlflow.MlflowClient().get_metric_history(run_id, "rm/accuracy") if run_id else []
-    print(json.dumps({"seed": args.seed, "sft_wall_s": round(t_sft, 1), "sft_cpu_s": round(c_sft, 1), "sft_true_score_test": round(sft_test, 4),
+    print(json.dumps({"seed": args.seed, "sft_wall_s": round(t_sft, 1), "sft_cpu_s": round(c_sft, 1),
+                      "sft_true_score_test": round(sft_test, 4),
                       "sft_ceiling": task.ceiling, "rm_wall_s": round(t_rm, 1), "rm_cpu_s": round(c_rm, 1),  # type: ignore[attr-defined]
                       "rm_accuracy_heldout": [(m.step, round(m.value, 4)) for m in hist]}))
 

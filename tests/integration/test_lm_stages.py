@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 SFT = ["algo.n_layer=1", "algo.n_embd=16", "data.corpus_size=256", "data.batch_size=16", "budget.steps=20",
        "checkpoint.every=10", "tracking.log_every=5"]
 RM = ["data.prompts=32", "data.test_prompts=8", "data.batch_size=8", "budget.steps=10", "checkpoint.every=5",
-      "tracking.log_every=5", "algo.eval_every=5"]
+      "tracking.log_every=5", "algo.eval_every=5", "algo.n_layer=1", "algo.n_embd=16", "algo.n_head=2"]
 
 
 def _train(recipe: str, overrides: list[str], run_dir: str) -> RunResult:
@@ -45,10 +45,12 @@ def test_sft_then_reward_through_the_cli_write_loadable_model_dirs() -> None:
     ckpt = _load(Path("runs/sft/checkpoints/last.ckpt"))
     assert_same({k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")},
                 {f"model.{k}": v for k, v in model.state_dict().items() if f"model.{k}" in ckpt["state_dict"]})
-    res = cli.invoke(app, ["train", "lm-reward/reverse", "--run-dir", "runs/rm", "data.policy=runs/sft/model", *RM])
+    res = cli.invoke(app, ["train", "lm-reward/reverse", "--run-dir", "runs/rm", "data.policy=runs/sft/model", *RM,
+                           "algo.init=policy"])
     assert res.exit_code == 0, res.output
     rm, rm_tok = load_reward_model("runs/rm/model")
     assert rm_tok.get_vocab() == tok.get_vocab() and rm.config.num_labels == 1
+    assert rm.config.n_embd == model.config.n_embd == 16  # started from the SFT body
     import mlflow
 
     run_id = next(line.split()[-1] for line in res.output.splitlines() if "MLflow run" in line)

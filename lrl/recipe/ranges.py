@@ -246,6 +246,21 @@ RULES: dict[str, Rule] = {
     "noise": real(ge=0),  # continuous: Gaussian std as a fraction of the half action range; discrete: a probability
     "random_rounds": COUNT,  # round 0 must act at random: the untrained learner has nothing to show
     "max_transitions": integer(ge=1, null=True),  # FIFO cap on the aggregate; None = keep all
+    # --- language models (docs/lm-rlhf.md) ----------------------------------------------------------------------
+    "n_layer": COUNT,  # the tiny GPT-2 built from a config
+    "n_embd": COUNT,  # (transformers refuses n_embd not divisible by n_head, in one line at build time)
+    "n_head": COUNT,
+    "n_positions": COUNT,
+    "eval_every": COUNT,  # lm-reward: held-out accuracy every N gradient steps
+    "model": Rule("path", nullable=True, note="a transformers model directory; null builds a tiny GPT-2"),
+    "policy": Rule("path", note="a transformers causal-LM directory (the lm-sft run's model/)"),
+    "corpus_size": COUNT,
+    "max_length": integer(ge=2),  # a token and end-of-sequence at least
+    "prompts": COUNT,
+    "test_prompts": COUNT,
+    "k": integer(ge=2, note="a preference compares at least 2 responses"),
+    "temperature": real(gt=0, note="logits are divided by it"),
+    "max_new_tokens": COUNT,
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.
@@ -254,6 +269,8 @@ EXEMPT: dict[str, str] = {
     "schedule": "injected by the launcher",
     "spec": "injected by the launcher",
     "collect_kwargs": "env constructor arguments: checked by building the collection env when the spec is probed",
+    "task": "an LM task name: lrl.lm.task.get_task refuses an unknown one in one line (naming the known tasks) "
+            "when the spec is probed",
 }
 
 

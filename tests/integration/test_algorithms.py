@@ -78,7 +78,8 @@ HALF = 1024
 
 
 # Algorithms that learn from a dataset on a steps clock: their resume, bf16 and DDP cases are in their own file.
-ELSEWHERE = {"bc": "tests/integration/test_bc.py"}
+ELSEWHERE = {"bc": "tests/integration/test_bc.py", "lm-sft": "tests/integration/test_lm_stages.py",
+             "lm-reward": "tests/integration/test_lm_stages.py"}
 
 
 def test_every_algorithm_has_a_case() -> None:

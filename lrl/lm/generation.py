@@ -45,7 +45,7 @@ from lrl.recipe.schema import EnvConfig, EvalConfig
 from lrl.spec import Spec
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 log = logging.getLogger("lrl")
 
@@ -309,7 +309,8 @@ class PromptsDataModule(RankedDataModule):
             self._queue = [torch.arange(n) for _ in range(self.epochs)]
         else:
             mb = self.minibatch_size // self.world_size
-            self._queue = [idx for _ in range(self.epochs) for idx in torch.randperm(n, generator=self._mb_gen).split(mb)]
+            self._queue = [idx for _ in range(self.epochs)
+                           for idx in torch.randperm(n, generator=self._mb_gen).split(mb)]
 
     def next_batch(self) -> Batch:
         first = not self._queue
@@ -385,7 +386,7 @@ class PromptEvaluation(L.Callback):
     def run(self, trainer: L.Trainer, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        source = trainer.datamodule
+        source: Any = getattr(trainer, "datamodule", None)
         clock = source.clock
         if self.last is not None and self.last["clock"] == clock:
             return
@@ -414,9 +415,9 @@ class PromptEvaluation(L.Callback):
     def _log_text(self, text: str, name: str, trainer: L.Trainer) -> None:
         for logger in trainer.loggers:
             try:
-                run_id = getattr(logger, "run_id", None)
-                if run_id and hasattr(logger.experiment, "log_text"):
-                    logger.experiment.log_text(run_id, text, name)
+                run_id, client = getattr(logger, "run_id", None), getattr(logger, "experiment", None)
+                if run_id and client is not None and hasattr(client, "log_text"):
+                    client.log_text(run_id, text, name)
             except Exception as err:  # tracking must never take a run down
                 if not self._warned:
                     log.warning("could not log %s to MLflow (%s); training goes on", name, type(err).__name__)

@@ -27,6 +27,7 @@ generations as a text artifact.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -38,8 +39,8 @@ from torch import nn
 from lrl.algos.base import RLModule
 from lrl.algos.rlhf_ppo.loss import (
     adaptive_kl_coef,
-    grpo_loss,
     group_advantages,
+    grpo_loss,
     last_index,
     ptx_logprob,
     rlhf_ppo_loss,
@@ -125,17 +126,21 @@ class RLHFPPO(RLModule):
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
-        self.policy = _no_dropout(_load(policy_path, "algo.policy_path", "causal"))
-        self.reference = _no_dropout(_load(policy_path, "algo.policy_path", "causal")).requires_grad_(False)
-        self.reward_model = _no_dropout(_load(reward_path, "algo.reward_path", "score")).requires_grad_(False)
-        self.value_model = _no_dropout(_load(reward_path, "algo.reward_path", "score")) if advantage == "gae" else None
-        for what, model in (("algo.policy_path", self.policy), ("algo.reward_path", self.reward_model)):
-            rows = model.get_input_embeddings().num_embeddings  # type: ignore[operator]
+        self.policy: Any = _no_dropout(_load(policy_path, "algo.policy_path", "causal"))
+        self.reference: Any = _no_dropout(_load(policy_path, "algo.policy_path", "causal")).requires_grad_(False)
+        self.reward_model: Any = _no_dropout(_load(reward_path, "algo.reward_path", "score")).requires_grad_(False)
+        self.value_model: Any = (_no_dropout(_load(reward_path, "algo.reward_path", "score"))
+                                 if advantage == "gae" else None)
+        models: list[tuple[str, Any]] = [("algo.policy_path", self.policy), ("algo.reward_path", self.reward_model)]
+        for what, model in models:
+            rows = model.get_input_embeddings().num_embeddings
             if spec.vocab_size is not None and rows < spec.vocab_size:
                 raise RecipeError(f"{what}: the model has {rows} token embeddings but the tokenizer "
                                   f"(data.tokenizer) has {spec.vocab_size} tokens; use the tokenizer saved with it")
+        self.beta: torch.Tensor
         self.register_buffer("beta", torch.tensor(float(kl_coef), dtype=torch.float64))
-        self.train()
+        # the language models stay in eval mode on purpose (no dropout): Lightning's notice about it is noise
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
     @classmethod
     def check_hparams(cls, args: dict[str, Any]) -> None:
@@ -156,7 +161,7 @@ class RLHFPPO(RLModule):
     def collection_policy(self) -> nn.Module:
         from lrl.lm.generation import TokenSampler
 
-        cfg = self.policy.config  # type: ignore[union-attr]
+        cfg = self.policy.config
         eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, int) else cfg.eos_token_id[0]
         pad = cfg.pad_token_id if cfg.pad_token_id is not None else eos
         return TokenSampler(self.policy, self.hp.temperature, eos, pad)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -84,6 +85,9 @@ def quiet_transformers() -> None:
 
 def load_tokenizer(path: str, what: str = "data.tokenizer") -> Any:
     """A local tokenizer directory (``save_pretrained``) with a pad and an end-of-sequence token; one line if not."""
+    if not Path(path).is_dir():
+        raise RecipeError(f"{what}={path}: no such directory (a tokenizer saved with save_pretrained; the SFT "
+                          "model's directory holds one: train that stage first)")
     quiet_transformers()
     from transformers import AutoTokenizer
 

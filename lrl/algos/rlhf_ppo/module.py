@@ -56,8 +56,12 @@ from lrl.spec import Spec
 
 def _load(path: str, what: str, kind: Literal["causal", "score"]) -> nn.Module:
     """A local ``transformers`` model directory; anything else is one :class:`RecipeError` line."""
+    from pathlib import Path
+
     from lrl.lm.generation import quiet_transformers
 
+    if not Path(path).is_dir():
+        raise RecipeError(f"{what}={path}: no such model directory (save_pretrained; train that stage first)")
     quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 

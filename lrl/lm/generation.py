@@ -45,9 +45,6 @@ from lrl.errors import RecipeError
 from lrl.recipe.schema import EnvConfig, EvalConfig
 from lrl.spec import Spec
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("lrl")
 
 

@@ -173,6 +173,10 @@ def test_cli_trains_evaluates_and_logs_samples(tmp_path: Path, models: tuple[Pat
         assert key in metrics, key
     texts = [a.path for a in client.list_artifacts(run_id, "samples")]
     assert texts == ["samples/eval-0000000008.txt", "samples/eval-0000000016.txt"]
+    from transformers import AutoModelForCausalLM
+
+    final = AutoModelForCausalLM.from_pretrained(tmp_path / "cli" / "model")  # π^RL as a transformers directory
+    assert (tmp_path / "cli" / "model" / "tokenizer.json").is_file() and final.config.vocab_size > 0
 
 
 def test_interrupted_and_resumed_run_ends_with_the_straight_runs_weights(tmp_path: Path,

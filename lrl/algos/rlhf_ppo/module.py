@@ -27,8 +27,10 @@ generations as a text artifact.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -53,11 +55,11 @@ from lrl.contract import Consumes
 from lrl.errors import RecipeError
 from lrl.spec import Spec
 
+log = logging.getLogger("lrl")
+
 
 def _load(path: str, what: str, kind: Literal["causal", "score"]) -> nn.Module:
     """A local ``transformers`` model directory; anything else is one :class:`RecipeError` line."""
-    from pathlib import Path
-
     from lrl.lm.generation import quiet_transformers
 
     if not Path(path).is_dir():
@@ -255,6 +257,21 @@ class RLHFPPO(RLModule):
             raise RecipeError(f"algo.ptx_coef={self.hp.ptx_coef}: PPO-ptx needs pretraining batches; set "
                               "data.ptx_batch_size > 0")
 
+    def on_train_end(self) -> None:
+        """π^RL as a ``transformers`` directory ``RUN_DIR/model`` (``save_pretrained``, with the tokenizer), as the
+        earlier stages write theirs: the next stage or any HF code loads it. Rank 0; rewritten at every end."""
+        super().on_train_end()
+        if not self.trainer.is_global_zero:
+            return
+        out = Path(self.trainer.default_root_dir) / "model"
+        try:
+            self.policy.save_pretrained(out)
+            tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(out)
+        except OSError as err:
+            log.warning("could not write the final model to %s (%s); the checkpoint holds it", out, err)
+
     def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
         batch = self.next_batch(dataloader_iter)
         hp = self.hp
@@ -267,10 +284,11 @@ class RLHFPPO(RLModule):
         logp = token_logprobs(logits, tokens, hp.temperature)
         entropy = token_entropy(logits, hp.temperature)
         ptx_logp = None
-        if "ptx" in batch.streams and hp.ptx_coef > 0:
+        if "ptx" in batch.streams:  # with ptx_coef = 0 only measured: plain PPO's pretraining likelihood
             z = batch.streams["ptx"]
-            ptx_logp = ptx_logprob(self.policy(input_ids=z["input_ids"], attention_mask=z["attention_mask"]).logits,
-                                   z["input_ids"], z["attention_mask"])
+            with torch.set_grad_enabled(hp.ptx_coef > 0):
+                ptx_logits = self.policy(input_ids=z["input_ids"], attention_mask=z["attention_mask"]).logits
+                ptx_logp = ptx_logprob(ptx_logits, z["input_ids"], z["attention_mask"])
         if hp.advantage == "grpo":
             out = grpo_loss(logp, td["old_logp"], td["ref_logp"], td["advantage"], entropy, mask,
                             clip_range=hp.clip_range, beta=self.beta.float(), ent_coef=hp.ent_coef,

@@ -220,3 +220,16 @@ def test_bad_model_directory_is_one_line(tmp_path: Path, models: tuple[Path, Pat
         RLHFPPO(spec, policy_path=str(tmp_path / "empty"), reward_path=str(models[1]))
     with pytest.raises(RecipeError, match=r"data.tokenizer=.*not a tokenizer directory"):
         PromptsDataModule.probe_spec(None, {"tokenizer": str(tmp_path / "empty")})
+
+
+@pytest.mark.slow  # ~50 s on 2 cores: two processes each import torch, Lightning and transformers
+def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    import json
+
+    path = _recipe(tmp_path, models, prompts=16, kl_target=2.0, ptx_coef=0.5,
+                   data={"ptx_batch_size": 8, "ptx_corpus": 32}, trainer={"devices": 2, "strategy": "ddp"})
+    proc = run_lrl("train", str(path), "--run-dir", str(tmp_path / "ddp"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = json.loads((tmp_path / "ddp" / "ddp_params.json").read_text())["sha256_per_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert _load(tmp_path / "ddp/checkpoints/last.ckpt")["lrl"]["clock"] == 16  # global prompts

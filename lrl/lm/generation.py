@@ -42,6 +42,7 @@ from lrl.data.dataset import OfflineStream
 from lrl.data.ranked import BatchStream, RankedDataModule
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import RecipeError
+from lrl.estimators.tokens import response_mask, token_logprobs
 from lrl.recipe.schema import EnvConfig, EvalConfig
 from lrl.spec import Spec
 
@@ -119,8 +120,6 @@ class TokenSampler(nn.Module):
     def forward(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, seed: int,  # type: ignore[override]
                 max_new_tokens: int) -> dict[str, torch.Tensor]:
         from transformers import GenerationConfig
-
-        from lrl.algos.rlhf_ppo.loss import response_mask, token_logprobs
 
         cfg = GenerationConfig(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
                                max_new_tokens=max_new_tokens, min_new_tokens=1, pad_token_id=self.pad_id,

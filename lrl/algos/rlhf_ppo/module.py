@@ -148,13 +148,6 @@ class RLHFPPO(RLModule):
         # the language models stay in eval mode on purpose (no dropout): Lightning's notice about it is noise
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
-    @classmethod
-    def check_hparams(cls, args: dict[str, Any]) -> None:
-        if args["temperature"] <= 0:
-            raise RecipeError(f"algo.temperature={args['temperature']}: must be > 0")
-        if args.get("kl_target") is not None and args["kl_target"] <= 0:
-            raise RecipeError(f"algo.kl_target={args['kl_target']}: must be > 0 (or null for a constant β)")
-
     def train(self, mode: bool = True) -> RLHFPPO:
         """Every language model stays in eval mode: no dropout in the policy (Rossi §15.2.9), none anywhere."""
         super().train(mode)

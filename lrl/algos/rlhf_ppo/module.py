@@ -44,6 +44,7 @@ from lrl.algos.rlhf_ppo.loss import (
     group_advantages,
     grpo_loss,
     last_index,
+    per_token_rewards,
     ptx_logprob,
     rlhf_ppo_loss,
     token_entropy,
@@ -217,9 +218,7 @@ class RLHFPPO(RLModule):
             value, ret = torch.zeros_like(m), torch.zeros_like(m)
         else:
             score = whiten(s["reward"]) if hp.whiten_reward else s["reward"]
-            rewards = -beta * logratio
-            rows = torch.arange(mask.shape[0], device=mask.device)
-            rewards[rows, last_index(mask)] += score
+            rewards = per_token_rewards(score, logratio, mask, beta)
             value = self._values(td) * m
             adv, ret = token_gae(rewards, value, mask, hp.gae_lambda)
         td.set("old_logp", s["logp"])

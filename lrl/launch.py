@@ -215,6 +215,8 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
                               recipe.checkpoint.every_minutes,
                               first=ckpt_path is None and recipe.checkpoint.every_minutes > 0)
     eval_cb = Evaluation(recipe.env, recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget) if recipe.env else None
+    if eval_cb is None and hasattr(datamodule, "evaluation"):  # a source without an env that evaluates (prompts)
+        eval_cb = datamodule.evaluation(recipe.eval, recipe.seed, lambda: ckpt_cb.reached_budget)
     callbacks = [ckpt_cb, *([eval_cb] if eval_cb else []), ClockProgress(budget, unit),
                  RunInfo(recipe.to_dict(), spec, run_dir, tracking_uri), *(callbacks or [])]
     if recipe.rlhf is not None:  # learning from preferences: the module relabels every rollout (docs/rlhf.md)

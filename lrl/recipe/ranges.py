@@ -183,7 +183,12 @@ RULES: dict[str, Rule] = {
     "max_grad_norm": real(gt=0, null=True),  # None = no clipping; 0 would zero every gradient
     "target_kl": real(gt=0, null=True),
     "kl_coef": COEF,  # β_0 / λ_0
-    "kl_target": real(gt=0),  # δ / ε: the adaptive rule divides by it
+    "kl_target": real(gt=0, null=True),  # δ / ε: the adaptive rule divides by it; rlhf-ppo: None = constant β
+    "kl_horizon": COUNT,  # rlhf-ppo: Ziegler's controller horizon, in sequences
+    "ptx_coef": COEF,  # rlhf-ppo: λ of PPO-ptx
+    "temperature": real(gt=0, note="logits are divided by it"),
+    "policy_path": Rule("path", note="a transformers model directory (save_pretrained)"),
+    "reward_path": Rule("path", note="a transformers sequence-classification directory (num_labels=1)"),
     "adaptive_tolerance": real(gt=1, note="the adaptive rule compares KL with δ·tol and δ/tol"),
     "adaptive_factor": real(gt=1, note="β is multiplied or divided by it"),
     "min_weight": real(ge=0, null=True),  # importance weights are >= 0
@@ -231,6 +236,17 @@ RULES: dict[str, Rule] = {
     "dataset": Rule("path", nullable=True, note="a Minari dataset id or directory"),
     "max_samples": integer(ge=1, null=True),  # None = every transition of the dataset
     "streams": Rule("streams", nullable=True),
+    # --- data: prompts for language models (lrl/lm/generation.py) ----------------------------------------------------
+    "task": Rule("path", note="a task name (lrl.lm.task) or package.module:factory"),
+    "tokenizer": Rule("path", note="a tokenizer directory (save_pretrained)"),
+    "prompts_per_batch": COUNT,
+    "samples_per_prompt": COUNT,
+    "max_new_tokens": COUNT,
+    "train_prompts": COUNT,
+    "eval_prompts": COUNT,
+    "eval_samples_shown": integer(ge=0),  # 0: no prompt/response pairs in the evaluation's text artifact
+    "ptx_batch_size": integer(ge=0),  # 0: no PPO-ptx stream
+    "ptx_corpus": COUNT,
     # --- data: DAgger (docs/dagger.md) -----------------------------------------------------------------------------
     "expert": Rule("path", note="an lrl run directory, a .ckpt file or package.module:function"),
     "episodes_per_round": COUNT,

@@ -23,6 +23,7 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "lrl.algos.ppo.module:PPO",
     "ppo-kl": "lrl.algos.ppo_kl.module:PPOKL",
     "reinforce": "lrl.algos.reinforce.module:Reinforce",
+    "rlhf-ppo": "lrl.algos.rlhf_ppo.module:RLHFPPO",
     "sac": "lrl.algos.sac.module:SAC",
     "sarsa": "lrl.algos.sarsa.module:SARSA",
     "td3": "lrl.algos.td3.module:TD3",
@@ -37,6 +38,7 @@ DATAMODULES: dict[str, str] = {
     "lm-text": "lrl.data.lm_text:LMTextDataModule",
     "offline": "lrl.data.offline:OfflineDataModule",
     "onpolicy": "lrl.data.onpolicy:OnPolicyDataModule",
+    "prompts": "lrl.lm.generation:PromptsDataModule",
     "replay": "lrl.data.replay:ReplayDataModule",
 }
 

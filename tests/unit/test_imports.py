@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout holding this test: it
 PACKAGE = ROOT / "lrl"
 
 # (importing algorithm folder, imported module, names it may take from there)
-ALLOWED_CROSS_ALGO = {("npg", "lrl.algos.trpo.module"): {"TRPO"}}
+ALLOWED_CROSS_ALGO = {("npg", "lrl.algos.trpo.module"): {"TRPO"},
+                      ("rlhf_ppo", "lrl.algos.ppo.loss"): {"clipped_surrogate", "ppo_loss"}}  # PPO maths reused
 
 
 @dataclass(frozen=True)

@@ -275,8 +275,6 @@ RULES: dict[str, Rule] = {
     "prompts": COUNT,
     "test_prompts": COUNT,
     "k": integer(ge=2, note="a preference compares at least 2 responses"),
-    "temperature": real(gt=0, note="logits are divided by it"),
-    "max_new_tokens": COUNT,
 }
 
 # Keyword-only arguments that need no rule although their type alone would not say so. Each with the reason.

@@ -1,0 +1,104 @@
+"""The standard Atari preprocessing (``env.atari``, docs/atari.md), as gymnasium wrappers.
+
+What gymnasium ships is used as it is: ``AtariPreprocessing`` (up to ``noop_max`` no-op actions after a reset,
+``frame_skip`` repeats of each action with the max over the last two frames, grey, ``screen_size`` square) and
+``FrameStackObservation`` (the last ``frame_stack`` frames, channels first, padded with the reset frame) and
+``ClipReward``. Two wrappers gymnasium lacks are here, as RL Zoo's ``AtariWrapper`` has them (Mnih et al. 2015;
+Machado et al. 2018 discuss both): :class:`EpisodicLife` (a lost life ends the training episode but the game goes
+on: the next reset continues it instead of restarting it; gymnasium's ``terminal_on_life_loss`` would restart the
+game, so later lives would never be seen) and :class:`FireReset` (press FIRE after each reset in games that wait
+for it). Order, innermost first: ALE env (``frameskip=1``) → AtariPreprocessing → EpisodicLife (training) →
+FireReset → FrameStackObservation → ClipReward (training). Evaluation envs get neither EpisodicLife nor ClipReward,
+so their episode is the whole game and their return its score.
+
+``ale_py`` is imported only where an ``ALE/`` env is made (:func:`register_ale`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from lrl.errors import RecipeError
+
+PREFIX = "ALE/"
+
+
+def register_ale() -> None:
+    """Register the ``ALE/`` ids with gymnasium (imports ``ale_py``, whose wheel ships the ROMs)."""
+    try:
+        import ale_py
+    except ImportError:
+        raise RecipeError("Atari environments need ale-py: pip install 'lrl[atari]'") from None
+    gym.register_envs(ale_py)
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life is the end of a training episode (``terminated``); the following reset only takes a no-op step
+    and the game continues, until it is really over (SB3's ``EpisodicLifeEnv``)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs: Any) -> Any:
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the no-op ended the game: start a new one
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE (then action 2) after a reset, for games that do not start until FIRE is pressed (SB3's
+    ``FireResetEnv``); an episode that ends on these steps is reset again."""
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                self.env.reset(**kwargs)
+        return obs, info
+
+
+def has_fire(env: gym.Env) -> bool:
+    meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+def make_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``gym.make`` gets for an ``env.atari`` section: one frame per step (the skipping is the wrapper's)."""
+    return {"frameskip": 1, "repeat_action_probability": float(cfg.get("repeat_action_probability", 0.0))}
+
+
+def wrap(env: gym.Env, cfg: dict[str, Any], training: bool) -> gym.Env:
+    """``env`` (an ALE env made with :func:`make_kwargs`) in the preprocessing ``cfg`` (an ``env.atari`` section as
+    a dict) asks for; the life and reward wrappers only for ``training``."""
+    from gymnasium.wrappers import AtariPreprocessing, ClipReward, FrameStackObservation
+
+    env = AtariPreprocessing(env, noop_max=cfg["noop_max"], frame_skip=cfg["frame_skip"],
+                             screen_size=cfg["screen_size"], terminal_on_life_loss=False)
+    if training and cfg["terminal_on_life_loss"]:
+        env = EpisodicLife(env)
+    fire = cfg["fire_reset"]
+    if fire is True or (fire == "auto" and has_fire(env)):
+        env = FireReset(env)
+    env = FrameStackObservation(env, cfg["frame_stack"])
+    if training and cfg["clip_reward"]:
+        env = ClipReward(env, -1.0, 1.0)  # Atari rewards are integers: the clip is their sign
+    return env

@@ -2,13 +2,14 @@
 
 What gymnasium ships is used as it is: ``AtariPreprocessing`` (up to ``noop_max`` no-op actions after a reset,
 ``frame_skip`` repeats of each action with the max over the last two frames, grey, ``screen_size`` square) and
-``FrameStackObservation`` (the last ``frame_stack`` frames, channels first, padded with the reset frame) and
-``ClipReward``. Two wrappers gymnasium lacks are here, as RL Zoo's ``AtariWrapper`` has them (Mnih et al. 2015;
+``FrameStackObservation`` (the last ``frame_stack`` frames, channels first, padded with the reset frame). The
+wrappers gymnasium lacks are here, as RL Zoo's ``AtariWrapper`` has them (Mnih et al. 2015;
 Machado et al. 2018 discuss both): :class:`EpisodicLife` (a lost life ends the training episode but the game goes
 on: the next reset continues it instead of restarting it; gymnasium's ``terminal_on_life_loss`` would restart the
 game, so later lives would never be seen) and :class:`FireReset` (press FIRE after each reset in games that wait
-for it). Order, innermost first: ALE env (``frameskip=1``) → AtariPreprocessing → EpisodicLife (training) →
-FireReset → FrameStackObservation → ClipReward (training). Evaluation envs get neither EpisodicLife nor ClipReward,
+for it), :class:`SignReward` (gymnasium's ``ClipReward`` cannot be pickled) and :class:`PicklableAle` (the
+emulator's state in a checkpoint). Order, innermost first: ALE env (``frameskip=1``) → PicklableAle →
+AtariPreprocessing → EpisodicLife (training) → FireReset → FrameStackObservation → SignReward (training). Evaluation envs get neither EpisodicLife nor ClipReward,
 so their episode is the whole game and their return its score.
 
 ``ale_py`` is imported only where an ``ALE/`` env is made (:func:`register_ale`).
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from lrl.errors import RecipeError
 
@@ -76,6 +78,34 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
+class SignReward(gym.RewardWrapper):
+    """The reward's sign (Mnih et al. 2015's clipping; SB3's ``ClipRewardEnv``). gymnasium's ``ClipReward`` does the
+    same to Atari's integer rewards but keeps a lambda, which cannot be pickled into a checkpoint."""
+
+    def reward(self, reward: Any) -> float:
+        return float(np.sign(reward))
+
+
+class PicklableAle(gym.Wrapper):
+    """Directly around ``gym.make``'s env: a pickled env keeps the emulator's state. ale-py's ``AtariEnv`` pickles
+    as its constructor arguments (a fresh game), so this adds the emulator state (``cloneState`` with its RNG) and
+    the env's generator (no-op resets draw from it) to the pickle and puts them back after unpickling: a resumed
+    run continues each game where the checkpoint left it."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        base: Any = self.env.unwrapped
+        return {**self.__dict__, "_ale_state": base.ale.cloneState(include_rng=True),
+                "_base_rng": (base._np_random, base._np_random_seed)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        ale_state, (rng, seed) = state.pop("_ale_state"), state.pop("_base_rng")
+        self.__dict__.update(state)
+        base: Any = self.env.unwrapped
+        base.ale.restoreState(ale_state)
+        base._np_random, base._np_random_seed = rng, seed
+
+
 def has_fire(env: gym.Env) -> bool:
     meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
     return len(meanings) >= 3 and meanings[1] == "FIRE"
@@ -89,9 +119,9 @@ def make_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 def wrap(env: gym.Env, cfg: dict[str, Any], training: bool) -> gym.Env:
     """``env`` (an ALE env made with :func:`make_kwargs`) in the preprocessing ``cfg`` (an ``env.atari`` section as
     a dict) asks for; the life and reward wrappers only for ``training``."""
-    from gymnasium.wrappers import AtariPreprocessing, ClipReward, FrameStackObservation
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-    env = AtariPreprocessing(env, noop_max=cfg["noop_max"], frame_skip=cfg["frame_skip"],
+    env = AtariPreprocessing(PicklableAle(env), noop_max=cfg["noop_max"], frame_skip=cfg["frame_skip"],
                              screen_size=cfg["screen_size"], terminal_on_life_loss=False)
     if training and cfg["terminal_on_life_loss"]:
         env = EpisodicLife(env)
@@ -100,5 +130,5 @@ def wrap(env: gym.Env, cfg: dict[str, Any], training: bool) -> gym.Env:
         env = FireReset(env)
     env = FrameStackObservation(env, cfg["frame_stack"])
     if training and cfg["clip_reward"]:
-        env = ClipReward(env, -1.0, 1.0)  # Atari rewards are integers: the clip is their sign
+        env = SignReward(env)
     return env

@@ -218,3 +218,23 @@ def test_encoder_and_normalisation_are_refused_where_they_do_not_apply() -> None
         probe_spec(load("ppo/cartpole", ["algo.encoder=impala"]))
     with pytest.raises(RecipeError, match=r"env\.normalize_obs: ALE/Pong-v5 has image observations"):
         probe_spec(load("ppo/pong", ["env.normalize_obs=true"]))
+
+
+def test_a_pickled_env_continues_the_same_game() -> None:
+    """Checkpoints pickle the envs: emulator state, no-op generator, lives and frame stack all come back."""
+    import pickle
+
+    env = env_fn(EnvConfig(id="ALE/Breakout-v5", atari={}, max_episode_steps=400), training=True)()  # type: ignore[arg-type]
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(37):
+        env.step(int(rng.integers(4)))
+    copy, ends = pickle.loads(pickle.dumps(env)), 0
+    for _ in range(300):
+        a = int(rng.integers(4))
+        one, two = env.step(a), copy.step(a)
+        assert np.array_equal(one[0], two[0]) and one[1:4] == two[1:4]
+        if one[2] or one[3]:
+            ends += 1
+            assert np.array_equal(env.reset()[0], copy.reset()[0])
+    assert ends >= 2

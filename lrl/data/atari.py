@@ -2,15 +2,16 @@
 
 What gymnasium ships is used as it is: ``AtariPreprocessing`` (up to ``noop_max`` no-op actions after a reset,
 ``frame_skip`` repeats of each action with the max over the last two frames, grey, ``screen_size`` square) and
-``FrameStackObservation`` (the last ``frame_stack`` frames, channels first, padded with the reset frame). The
-wrappers gymnasium lacks are here, as RL Zoo's ``AtariWrapper`` has them (Mnih et al. 2015;
-Machado et al. 2018 discuss both): :class:`EpisodicLife` (a lost life ends the training episode but the game goes
-on: the next reset continues it instead of restarting it; gymnasium's ``terminal_on_life_loss`` would restart the
-game, so later lives would never be seen) and :class:`FireReset` (press FIRE after each reset in games that wait
-for it), :class:`SignReward` (gymnasium's ``ClipReward`` cannot be pickled) and :class:`PicklableAle` (the
-emulator's state in a checkpoint). Order, innermost first: ALE env (``frameskip=1``) → PicklableAle →
-AtariPreprocessing → EpisodicLife (training) → FireReset → FrameStackObservation → SignReward (training). Evaluation envs get neither EpisodicLife nor ClipReward,
-so their episode is the whole game and their return its score.
+``FrameStackObservation`` (the last ``frame_stack`` frames, channels first, padded with the reset frame). What
+gymnasium lacks is here, as RL Zoo's ``AtariWrapper`` has it (Mnih et al. 2015; Machado et al. 2018):
+:class:`EpisodicLife` (a lost life ends the training episode but the game goes on: the next reset continues it;
+gymnasium's ``terminal_on_life_loss`` would restart the game, so later lives would never be seen),
+:class:`FireReset` (press FIRE after each reset in games that wait for it), :class:`SignReward` (gymnasium's
+``ClipReward`` cannot be pickled) and :class:`PicklableAle` (the emulator's state in a checkpoint).
+
+Order, innermost first: ALE env (``frameskip=1``) → PicklableAle → AtariPreprocessing → EpisodicLife (training)
+→ FireReset → FrameStackObservation → SignReward (training). Evaluation envs get neither EpisodicLife nor
+SignReward, so their episode is the whole game and their return its score.
 
 ``ale_py`` is imported only where an ``ALE/`` env is made (:func:`register_ale`).
 """

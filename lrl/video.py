@@ -43,9 +43,9 @@ def record_video(policy: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: 
                  fps: int = 25, name: str | None = None) -> Path:
     """One episode (seed ``seed``) rendered to an animated GIF (Pillow; no video codec needed), ``name`` (default
     ``<env id>-seed<seed>``, ``/`` and ``:`` as ``-``) + ``.gif`` in ``out_dir``. One frame after the reset and one
-    per step, every k-th of them for episodes over 600 steps. A GIF times its frames in centiseconds (25 fps: 40 ms each) and the encoder
-    merges identical consecutive frames into one longer frame, so the frames kept are the total duration over the
-    frame time, not the number of GIF frames."""
+    per step, every k-th of them for episodes over 600 steps. A GIF times its frames in centiseconds (25 fps: 40 ms
+    each) and the encoder merges identical consecutive frames into one longer frame, so the frames kept are the
+    total duration over the frame time, not the number of GIF frames."""
     from PIL import Image
 
     offscreen_defaults()

@@ -29,11 +29,13 @@ PREFIX = "ALE/"
 
 
 def register_ale() -> None:
-    """Register the ``ALE/`` ids with gymnasium (imports ``ale_py``, whose wheel ships the ROMs)."""
+    """Register the ``ALE/`` ids with gymnasium (imports ``ale_py``, whose wheel ships the ROMs). The emulator's
+    banner on stderr is turned off: lrl's errors stay one line."""
     try:
         import ale_py
     except ImportError:
         raise RecipeError("Atari environments need ale-py: pip install 'lrl[atari]'") from None
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     gym.register_envs(ale_py)
 
 

@@ -95,6 +95,15 @@ def test_eval_video_of_an_atari_run() -> None:
         assert im.size == (160, 210) and im.n_frames > 1  # the emulator's own screen, not the 84x84 input
 
 
+def test_bad_atari_input_is_one_line() -> None:
+    proc = run_lrl("train", "ppo/pong", "env.normalize_obs=true", "--run-dir", "run")
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: env.normalize_obs: ALE/Pong-v5 has image observations, which networks scale to [0, 1] "
+                     "themselves; set env.normalize_obs=false"], proc.stderr
+    assert not Path("run").exists()
+
+
 def test_ddp_two_cpu_processes_keep_identical_parameters_on_ppo_pong(tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     proc = run_lrl("train", "ppo/pong", *CASES["ppo"][1], "budget.frames=256", "trainer.devices=2",

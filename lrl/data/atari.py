@@ -39,6 +39,12 @@ def register_ale() -> None:
     gym.register_envs(ale_py)
 
 
+def ale_of(env: gym.Env) -> Any:
+    """The emulator (``ale_py.ALEInterface``) under ``env``'s wrappers."""
+    base: Any = env.unwrapped
+    return base.ale
+
+
 class EpisodicLife(gym.Wrapper):
     """A lost life is the end of a training episode (``terminated``); the following reset only takes a no-op step
     and the game continues, until it is really over (SB3's ``EpisodicLifeEnv``)."""
@@ -51,7 +57,7 @@ class EpisodicLife(gym.Wrapper):
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
-        lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        lives = ale_of(self.env).lives()
         if 0 < lives < self.lives:
             terminated = True
         self.lives = lives
@@ -64,7 +70,7 @@ class EpisodicLife(gym.Wrapper):
             obs, _, terminated, truncated, info = self.env.step(0)
             if terminated or truncated:  # the no-op ended the game: start a new one
                 obs, info = self.env.reset(**kwargs)
-        self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        self.lives = ale_of(self.env).lives()
         return obs, info
 
 
@@ -110,7 +116,8 @@ class PicklableAle(gym.Wrapper):
 
 
 def has_fire(env: gym.Env) -> bool:
-    meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    base: Any = env.unwrapped
+    meanings = base.get_action_meanings()
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 

@@ -47,7 +47,8 @@ class FrameReplay:
         obs, nxt = td["observation"], td["next", "observation"]
         done = td["next", "done"].reshape(n, t).cpu()
         self._check_shared(obs, nxt, done)
-        start = int(self.buffer.writer._write_count)  # type: ignore[union-attr]  # TorchRL's running count
+        writer: Any = self.buffer.writer
+        start = int(writer._write_count)  # TorchRL's running count of writes: the next write id
         wid = start + torch.arange(n * t, dtype=torch.int64).reshape(n, t)
         prev = torch.empty(n, t, dtype=torch.int64)
         prev[:, 0] = self.last_wid
@@ -74,8 +75,9 @@ class FrameReplay:
 
     def sample(self, batch: int) -> TensorDict:
         """``batch`` transitions drawn uniformly (with the DataModule's generator) with whole observations."""
-        data: Any = self.buffer.storage._storage  # type: ignore[attr-defined]  # TorchRL's TensorDict of slots
-        size, cap = len(self.buffer), self.buffer.storage.max_size  # type: ignore[attr-defined]
+        storage: Any = self.buffer.storage
+        data = storage._storage  # TorchRL's TensorDict of all slots (no public accessor for whole columns)
+        size, cap = len(self.buffer), storage.max_size
         wid, prev = data["wid"], data["prev"]
         idx = torch.randint(size, (batch,), generator=self.generator)
         chain = self._chains(idx.to(wid.device), wid, prev, cap)
@@ -91,7 +93,8 @@ class FrameReplay:
 
     def gather(self, chain: torch.Tensor) -> TensorDict:
         """The transitions of intact ``[B, stack]`` chains (:meth:`_chains`), observations rebuilt."""
-        data: Any = self.buffer.storage._storage  # type: ignore[attr-defined]
+        storage: Any = self.buffer.storage
+        data = storage._storage
         batch = chain.shape[0]
         slots = chain.flip(1)  # oldest first
         obs = data["frame"][slots]

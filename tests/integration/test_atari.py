@@ -31,8 +31,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "ppo-kl": ("ppo-kl/cartpole", [*ON, "algo.minibatch_size=32", "algo.epochs=1"]),
     "a2c": ("a2c/cartpole", ON),
     "sarsa": ("sarsa/cartpole", [*ON, "algo.epochs=1", "algo.minibatch_size=32"]),
-    "trpo": ("trpo/cartpole", [*ON, "algo.critic_minibatch_size=32", "algo.critic_epochs=1"]),
-    "npg": ("npg/cartpole", [*ON, "algo.critic_minibatch_size=32", "algo.critic_epochs=1"]),
+    "trpo": ("trpo/cartpole", [*ON, "algo.critic_minibatch_size=32", "algo.critic_epochs=1", "algo.cg_iterations=3"]),
+    "npg": ("npg/cartpole", [*ON, "algo.critic_minibatch_size=32", "algo.critic_epochs=1", "algo.cg_iterations=3"]),
     "reinforce": ("reinforce/cartpole", [*ON, "algo.epochs=1"]),
     "offpg": ("offpg/cartpole", [*ON, "algo.epochs=1", "algo.policy_epochs=null"]),
 }

@@ -238,3 +238,16 @@ def test_a_pickled_env_continues_the_same_game() -> None:
             ends += 1
             assert np.array_equal(env.reset()[0], copy.reset()[0])
     assert ends >= 2
+
+
+def test_ale_py_is_imported_only_for_atari_envs() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from lrl.cli import app; "
+            "r = CliRunner().invoke(app, ['validate', 'ppo/cartpole']); assert r.exit_code == 0, r.output; "
+            "from lrl.data.env import probe_env_spec; from lrl.recipe.schema import EnvConfig; "
+            "probe_env_spec(EnvConfig(id='CartPole-v1')); "
+            "assert 'ale_py' not in sys.modules and 'cv2' not in sys.modules, 'imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

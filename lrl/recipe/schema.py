@@ -164,10 +164,10 @@ class AtariConfig(_Section):
     last two frames, grey, resized) and ``FrameStackObservation``. Life loss as episode end and reward clipping are
     for training envs only: evaluation plays the full game and reports its score."""
 
-    frame_skip: int = Field(4, ge=1)
-    screen_size: int = Field(84, ge=8)
-    frame_stack: int = Field(4, ge=1)
-    noop_max: int = Field(30, ge=0)
+    frame_skip: int = Field(4, ge=1, le=100)
+    screen_size: int = Field(84, ge=8, le=1024, description="square side in pixels")
+    frame_stack: int = Field(4, ge=1, le=64)
+    noop_max: int = Field(30, ge=0, le=100_000)
     terminal_on_life_loss: bool = Field(True, description="training envs only (SB3's EpisodicLifeEnv)")
     clip_reward: bool = Field(True, description="sign of the reward, training envs only")
     fire_reset: bool | Literal["auto"] = Field("auto", description="press FIRE after a reset; auto: where the game "

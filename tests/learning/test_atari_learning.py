@@ -2,8 +2,9 @@
 
 ppo/pong is RL-Zoo's Atari PPO with a 10M-frame (GPU-sized) budget; here it is cut to 1M frames (agent steps, 4M
 emulator frames) on the CPU. Bar: a mean evaluation score (20 full games, deterministic policy) of at least -18,
-2.7 points above the random policy's -20.7 (Mnih et al. 2015, Extended Data Table 2), on 1 seed. At the ~150-300
-frames/s of PPO with the Nature CNN on 2 CPU cores that is roughly 1-2 hours per seed (docs/atari.md).
+2.7 points above the random policy's -20.7 (Mnih et al. 2015, Extended Data Table 2), on 1 seed. PPO with the
+Nature CNN ran at ~115 frames per CPU-second on one thread (docs/atari.md), so this is ~2.5 hours of one core per
+seed, plus 20 evaluation games.
 """
 
 from __future__ import annotations

@@ -85,6 +85,13 @@ def probe_spec(recipe: Recipe) -> Any:
     if spec.obs_kind not in cls.consumes.observations:
         raise RecipeError(f"algo.name={name} takes {' or '.join(cls.consumes.observations)} observations, but "
                           f"{spec.id} has {spec.obs_kind} observations; pick another algorithm or source")
+    image = spec.obs_kind == "image"
+    if recipe.algo.get("encoder") is not None and not image:
+        raise RecipeError(f"algo.encoder={recipe.algo['encoder']}: {spec.id} has {spec.obs_kind} observations; a CNN "
+                          "encoder is for image observations only (remove algo.encoder)")
+    if image and recipe.env is not None and recipe.env.normalize_obs:
+        raise RecipeError(f"env.normalize_obs: {spec.id} has image observations, which networks scale to [0, 1] "
+                          "themselves; set env.normalize_obs=false")
     return spec
 
 

@@ -8,7 +8,11 @@ Observations are one of
 - ``box``: a real vector/array of ``obs_shape``;
 - ``goal``: a gymnasium ``Dict`` with ``observation``, ``desired_goal`` and ``achieved_goal`` (``obs_shape`` is the
   observation's, ``goal_shape`` the goals');
-- ``tokens``: token-id sequences over ``vocab_size`` ids.
+- ``tokens``: token-id sequences over ``vocab_size`` ids;
+- ``image``: raw pixels, a uint8 ``Box`` of ``obs_shape = (C, H, W)``, channels first (an Atari frame stack is
+  ``(4, 84, 84)``, docs/atari.md). They stay uint8 in rollouts and replay buffers; networks put a CNN in front of
+  their MLP (:func:`lrl.networks.mlp.body`) that scales them to [0, 1] on the device. Observation normalisation does
+  not apply to them.
 
 Goal observations in a TensorDict or dataset: the dict's parts are flat keys ``observation``, ``desired_goal`` and
 ``achieved_goal`` (and ``next/observation``, ``next/desired_goal``, ``next/achieved_goal``); a policy's input is
@@ -28,7 +32,7 @@ import numpy as np
 
 from lrl.errors import RecipeError
 
-ObsKind = Literal["box", "goal", "tokens"]
+ObsKind = Literal["box", "goal", "tokens", "image"]
 ActionKind = Literal["discrete", "continuous", "token"]
 GOAL_KEYS = ("observation", "desired_goal", "achieved_goal")
 
@@ -114,15 +118,22 @@ def spec_from_dict(d: dict[str, Any]) -> Spec:
         spec = Spec(**d)
     except TypeError as err:
         raise RecipeError(f"spec: {err}") from None
-    if spec.action_kind not in ("discrete", "continuous", "token") or spec.obs_kind not in ("box", "goal", "tokens"):
+    kinds = ("box", "goal", "tokens", "image")
+    if spec.action_kind not in ("discrete", "continuous", "token") or spec.obs_kind not in kinds:
         raise RecipeError(f"spec: action_kind={spec.action_kind!r} / obs_kind={spec.obs_kind!r} not understood")
     if spec.action_dim < 1 or any(n < 1 for n in spec.obs_shape):
         raise RecipeError(f"spec: action_dim and obs_shape must be positive (got {spec.action_dim}, {spec.obs_shape})")
     return spec
 
 
+def is_image_space(space: Any) -> bool:
+    """A uint8 Box of three dimensions: pixels (``image`` observations)."""
+    return space.dtype == np.uint8 and len(space.shape) == 3
+
+
 def spec_from_spaces(source_id: str, obs_space: Any, act_space: Any) -> Spec:
-    """A spec from gymnasium spaces: Box or goal-Dict observations; Discrete or 1-D Box actions."""
+    """A spec from gymnasium spaces: Box, image (uint8 ``(C, H, W)``) or goal-Dict observations; Discrete or 1-D
+    Box actions."""
     import gymnasium as gym
 
     goal_shape: tuple[int, ...] | None = None
@@ -137,6 +148,11 @@ def spec_from_spaces(source_id: str, obs_space: Any, act_space: Any) -> Spec:
         raise RecipeError(f"{source_id}: observation space {obs_space} is not supported (Box, or a Dict with "
                           f"{', '.join(GOAL_KEYS)})")
     obs_shape = tuple(obs_space.shape)
+    if obs_kind == "box" and is_image_space(obs_space):
+        if obs_shape[-1] <= 4 < obs_shape[0]:
+            raise RecipeError(f"{source_id}: image observations {obs_shape} are channels last; lrl takes them channels "
+                              "first (C, H, W): transpose them with a wrapper in env.wrappers, or use env.atari")
+        obs_kind = "image"
     if isinstance(act_space, gym.spaces.Discrete):
         return Spec(source_id, obs_shape, "discrete", int(act_space.n), obs_kind=obs_kind, goal_shape=goal_shape)
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:

@@ -42,10 +42,10 @@ def offscreen_defaults() -> None:
 def record_video(policy: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: int, out_dir: Path,
                  fps: int = 25, name: str | None = None) -> Path:
     """One episode (seed ``seed``) rendered to an animated GIF (Pillow; no video codec needed), ``name`` (default
-    ``<env id>-seed<seed>``) + ``.gif`` in ``out_dir``. One frame after the reset and one per step, every k-th of
-    them for episodes over 600 steps. A GIF times its frames in centiseconds (25 fps: 40 ms each) and the encoder
-    merges identical consecutive frames into one longer frame, so the frames kept are the total duration over the
-    frame time, not the number of GIF frames."""
+    ``<env id>-seed<seed>``, ``/`` and ``:`` as ``-``) + ``.gif`` in ``out_dir``. One frame after the reset and one
+    per step, every k-th of them for episodes over 600 steps. A GIF times its frames in centiseconds (25 fps: 40 ms
+    each) and the encoder merges identical consecutive frames into one longer frame, so the frames kept are the
+    total duration over the frame time, not the number of GIF frames."""
     from PIL import Image
 
     offscreen_defaults()
@@ -64,7 +64,8 @@ def record_video(policy: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: 
     if not isinstance(frames[0], np.ndarray):
         raise LrlError(f"{env_cfg.id} renders no rgb_array frames (render() returned {type(frames[0]).__name__})")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name or f'{env_cfg.id}-seed{seed}'}.gif"
+    stem = env_cfg.id.replace("/", "-").replace(":", "-")  # ALE/Pong-v5, my_pkg.envs:MyEnv-v0: one file name
+    path = out_dir / f"{name or f'{stem}-seed{seed}'}.gif"
     kept = frames[:: max(1, math.ceil(len(frames) / 600))]
     # one palette for the whole episode, from up to 8 of its frames: a palette per frame costs ~8x the encoding time
     sample = kept[:: max(1, len(kept) // 8)][:8]

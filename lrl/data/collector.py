@@ -117,9 +117,10 @@ class VecEnvCollector(BaseCollector):
         self._ep_length = np.zeros(self.num_envs, np.int64)
         self._low = np.asarray(spec.action_low, np.float32) if spec.action_low else None
         self._high = np.asarray(spec.action_high, np.float32) if spec.action_high else None
+        self._obs_dtype = np.uint8 if spec.obs_kind == "image" else np.float32  # pixels stay bytes (docs/atari.md)
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
-        return self.obs_normalizer(obs) if self.obs_normalizer else obs.astype(np.float32, copy=False)
+        return self.obs_normalizer(obs) if self.obs_normalizer else obs.astype(self._obs_dtype, copy=False)
 
     @torch.no_grad()
     def rollout(self) -> TensorDict:
@@ -127,7 +128,7 @@ class VecEnvCollector(BaseCollector):
             return self._rollout_episodes()
         T, N = self.steps, self.num_envs
         shape = (T, N, *self.spec.obs_shape)
-        obs_buf, next_buf = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        obs_buf, next_buf = np.empty(shape, self._obs_dtype), np.empty(shape, self._obs_dtype)
         rew_buf = np.empty((T, N), np.float32)
         term_buf, trunc_buf = np.empty((T, N), bool), np.empty((T, N), bool)
         out_bufs: dict[str, torch.Tensor] = {}
@@ -201,7 +202,7 @@ class VecEnvCollector(BaseCollector):
         taken = np.zeros(N, np.int64)
         active = np.ones(N, bool)
         cap = 2 * share + 16
-        obs_buf = np.zeros((cap, N, *self.spec.obs_shape), np.float32)
+        obs_buf = np.zeros((cap, N, *self.spec.obs_shape), self._obs_dtype)
         next_buf = np.zeros_like(obs_buf)
         rew_buf = np.zeros((cap, N), np.float32)
         term_buf, trunc_buf, mask_buf = np.ones((cap, N), bool), np.zeros((cap, N), bool), np.zeros((cap, N), bool)

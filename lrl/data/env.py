@@ -24,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from lrl.data import atari
 from lrl.data import wrappers as user_wrappers
 from lrl.data.curriculum import stage_factory, staged_env
 from lrl.data.shaping import wrap
@@ -42,6 +43,9 @@ def register_known(env_id: str) -> None:
     module, sep, _ = env_id.rpartition(":")
     if not sep and env_id in gym.registry:
         return
+    if env_id.startswith(atari.PREFIX):
+        atari.register_ale()
+        return
     with contextlib.redirect_stderr(io.StringIO()):
         if sep:
             importlib.import_module(module)
@@ -54,23 +58,32 @@ def register_known(env_id: str) -> None:
 
 
 def _make_one(env_id: str, max_episode_steps: int | None, kwargs: dict[str, Any],
-              render_mode: str | None = None, wrappers: user_wrappers.Wrappers = ()) -> gym.Env:
+              render_mode: str | None = None, wrappers: user_wrappers.Wrappers = (),
+              atari_cfg: dict[str, Any] | None = None, training: bool = True) -> gym.Env:
     register_known(env_id)
+    if atari_cfg is not None:
+        kwargs = {**atari.make_kwargs(atari_cfg), **kwargs}
     env = gym.make(env_id, max_episode_steps=max_episode_steps, render_mode=render_mode, **kwargs)
+    if atari_cfg is not None:
+        env = atari.wrap(env, atari_cfg, training)
     return user_wrappers.apply(env, wrappers)
 
 
+def _atari(cfg: EnvConfig) -> dict[str, Any] | None:
+    return cfg.atari.model_dump() if cfg.atari is not None else None
+
+
 def env_fn(cfg: EnvConfig, render_mode: str | None = None, training: bool = False) -> functools.partial[gym.Env]:
-    """One env as ``env.id``/``env.kwargs`` say, in the recipe's ``env.wrappers`` (``train_only`` ones only with
-    ``training``)."""
+    """One env as ``env.id``/``env.kwargs`` say, in the Atari preprocessing ``env.atari`` asks for and the recipe's
+    ``env.wrappers`` (``train_only`` ones, episodic life and reward clipping only with ``training``)."""
     return functools.partial(_make_one, cfg.id, cfg.max_episode_steps, dict(cfg.kwargs), render_mode,
-                             user_wrappers.selected(cfg, training))
+                             user_wrappers.selected(cfg, training), _atari(cfg), training)
 
 
 def _make_training(cfg: EnvConfig) -> gym.Env:
     env: gym.Env
     if cfg.curriculum is not None:
-        make = functools.partial(_make_one, wrappers=user_wrappers.selected(cfg, True))
+        make = functools.partial(_make_one, wrappers=user_wrappers.selected(cfg, True), atari_cfg=_atari(cfg))
         env = staged_env(stage_factory(make, cfg.id), cfg.max_episode_steps, dict(cfg.kwargs), cfg.curriculum)
     else:
         env = env_fn(cfg, training=True)()
@@ -96,7 +109,9 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, vectorization: str | None = None
 def probe_env_spec(cfg: EnvConfig) -> Spec:
     """Build one env in the recipe's wrappers (all of them: what training sees), read its spaces, close it."""
     try:
-        env = _make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs))
+        env = _make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs), atari_cfg=_atari(cfg))
+    except RecipeError:
+        raise
     except gym.error.Error as err:
         raise RecipeError(f"env.id={cfg.id}: cannot be built ({err})") from None
     except TypeError as err:
@@ -107,7 +122,7 @@ def probe_env_spec(cfg: EnvConfig) -> Spec:
     env = user_wrappers.apply_checked(env, cfg)
     try:
         spec = spec_from_spaces(cfg.id, env.observation_space, env.action_space)
-        if any(w.train_only for w in cfg.wrappers):
+        if any(w.train_only for w in cfg.wrappers) or cfg.atari is not None:
             _check_evaluation_spaces(cfg, env)
         if cfg.curriculum is not None:
             _check_stages(cfg, env)
@@ -119,7 +134,8 @@ def probe_env_spec(cfg: EnvConfig) -> Spec:
 def _check_evaluation_spaces(cfg: EnvConfig, training: gym.Env) -> None:
     """Evaluation envs, without the ``train_only`` wrappers, must have the training envs' spaces (the same networks
     act in both)."""
-    env = user_wrappers.apply_checked(_make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs)), cfg, training=False)
+    plain = _make_one(cfg.id, cfg.max_episode_steps, dict(cfg.kwargs), atari_cfg=_atari(cfg), training=False)
+    env = user_wrappers.apply_checked(plain, cfg, training=False)
     try:
         if env.observation_space != training.observation_space or env.action_space != training.action_space:
             raise RecipeError("env.wrappers: the train_only wrappers change the observation or action space, so "
@@ -143,7 +159,7 @@ def _check_stages(cfg: EnvConfig, plain: gym.Env) -> None:
         kw = {**cfg.kwargs, **stage.kwargs}
         steps = kw.pop("max_episode_steps", cfg.max_episode_steps)
         try:
-            env = _make_one(cfg.id, steps, kw, wrappers=user_wrappers.selected(cfg, True))
+            env = _make_one(cfg.id, steps, kw, wrappers=user_wrappers.selected(cfg, True), atari_cfg=_atari(cfg))
         except Exception as err:  # an env's constructor can fail any way
             first = (str(err).splitlines() or [""])[0]
             raise RecipeError(f"{where}.kwargs: {cfg.id} cannot be built ({type(err).__name__}: {first})") from None

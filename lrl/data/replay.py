@@ -35,6 +35,7 @@ from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.collector import VecEnvCollector, make_collector
 from lrl.data.curriculum import EpisodeExtras
 from lrl.data.env import make_vec_env
+from lrl.data.frames import FrameReplay
 from lrl.data.normalize import ObsNormalizer
 from lrl.data.ranked import BatchStream, RankedDataModule, distributed, gather
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
@@ -103,6 +104,7 @@ class ReplayDataModule(RankedDataModule):
         self.random_warmup, self.storage_kind, self.buffer_device = random_warmup, storage, buffer_device
         self.collector: VecEnvCollector | None = None
         self.buffer: ReplayBuffer | None = None
+        self.frames: FrameReplay | None = None  # Atari frame stacks: each frame stored once (lrl/data/frames.py)
         self.steps = 0  # collection steps taken on this rank
         self.resume_dir: Path | None = None  # set by the launcher when resuming: where the sidecars are
         self._queue: list[TensorDict] = []
@@ -156,10 +158,19 @@ class ReplayDataModule(RankedDataModule):
                 obs_normalizer=ObsNormalizer(self.spec.obs_shape, cfg.clip_obs) if cfg.normalize_obs else None,
             )
             self.buffer = self._make_buffer(device)
+            if self.shares_frames:
+                assert cfg.atari is not None
+                self.frames = FrameReplay(self.buffer, local_envs, cfg.atari.frame_stack, self._sample_gen)
             if self.extras is not None:
                 self.extras.attach(self.collector)
             self._restore_pending()
         return BatchStream(self)
+
+    @property
+    def shares_frames(self) -> bool:
+        """Atari frame stacks are stored a frame at a time (:mod:`lrl.data.frames`)."""
+        atari = self.env_cfg.atari
+        return self.spec.obs_kind == "image" and atari is not None and atari.frame_stack > 1
 
     def _make_buffer(self, device: torch.device) -> ReplayBuffer:
         capacity = self.buffer_size // self.world_size
@@ -202,11 +213,14 @@ class ReplayDataModule(RankedDataModule):
             warm = self.random_warmup and self.clock < self.learning_starts
             self.collector.policy = self._uniform if warm else self._policy
             module.set_clock(self.clock)  # exploration schedules act on the current clock
-            td = module.relabel_rollout(self.collector.rollout()).reshape(-1)  # rlhf: never store the env's reward
+            td = module.relabel_rollout(self.collector.rollout())  # rlhf: never store the env's reward
             norm = self.collector.obs_normalizer
             if norm is not None:
                 norm.sync(gather if distributed() else None)
-            self.buffer.extend(td.select(*KEYS))
+            if self.frames is not None:
+                self.frames.extend(td)
+            else:
+                self.buffer.extend(td.reshape(-1).select(*KEYS))
             self.steps += 1
             finished = self.collector.pop_episodes()
             if self.extras is not None:
@@ -224,7 +238,9 @@ class ReplayDataModule(RankedDataModule):
             per_rank = self.batch_size // self.world_size
             # one draw for all updates of this step: nothing is added in between, so this is the same as drawing
             # each minibatch separately, at a fraction of TorchRL's per-call cost
-            self._queue = list(self.buffer.sample(per_rank * self.updates_per_step).split(per_rank))
+            n = per_rank * self.updates_per_step
+            drawn = self.frames.sample(n) if self.frames is not None else self.buffer.sample(n)
+            self._queue = list(drawn.split(per_rank))
         td = learner(self.trainer).relabel_batch(self._queue.pop(0))  # rlhf: always the current r̂
         return Batch(td, self.clock, self._progress_remaining(), self.steps, first, episodes)
 
@@ -270,7 +286,8 @@ class ReplayDataModule(RankedDataModule):
         storage: Any = self.buffer.storage
         data = storage.get(torch.arange(n)).to("cpu").to_dict() if n else {}
         writer: Any = self.buffer.writer  # TorchRL's writer: its cursor is not in a public API
-        payload = {"len": n, "cursor": writer._cursor, "write_count": writer._write_count, "data": data}
+        payload = {"len": n, "cursor": writer._cursor, "write_count": writer._write_count, "data": data,
+                   "frames": self.frames.state_dict() if self.frames is not None else None}
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -293,6 +310,8 @@ class ReplayDataModule(RankedDataModule):
         self.buffer.extend(TensorDict.from_dict(payload["data"], batch_size=[payload["len"]]).to(device))
         writer: Any = self.buffer.writer
         writer._cursor, writer._write_count = payload["cursor"], payload["write_count"]
+        if self.frames is not None:
+            self.frames.load_state_dict(payload["frames"])
 
 
 class HostRandomSampler(RandomSampler):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lrl.networks.heads import Params, PolicyHead, StochasticPolicy, make_policy_head
-from lrl.networks.mlp import mlp, orthogonal_init
+from lrl.networks.mlp import body, orthogonal_init
 from lrl.spec import EnvSpec
 
 
@@ -21,10 +21,10 @@ class PolicyNet(StochasticPolicy):
     log-std). ``forward(obs)`` returns the head's distribution parameters."""
 
     def __init__(self, spec: EnvSpec, hidden: list[int], activation: str = "tanh", log_std_init: float = 0.0,
-                 ortho_init: bool = True) -> None:
+                 ortho_init: bool = True, encoder: str | None = None) -> None:
         super().__init__()
-        self.body = mlp(spec.input_dim, hidden, None, activation)
-        self.head: PolicyHead = make_policy_head(spec, hidden[-1] if hidden else spec.input_dim, log_std_init)
+        self.body, feat = body(spec, hidden, activation, encoder)
+        self.head: PolicyHead = make_policy_head(spec, feat, log_std_init)
         if ortho_init:  # as ActorCritic: √2 hidden, 0.01 on the output (near-uniform initial policy)
             orthogonal_init(self.body, math.sqrt(2))
             orthogonal_init(self.head, 0.01)
@@ -36,9 +36,11 @@ class PolicyNet(StochasticPolicy):
         return self.body
 
 
-def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True) -> nn.Sequential:
-    """V(s): an MLP with one output (orthogonal init, gain 1 on the output layer, when ``ortho_init``)."""
-    net = mlp(spec.input_dim, hidden, 1, activation)
+def value_net(spec: EnvSpec, hidden: list[int], activation: str = "tanh", ortho_init: bool = True,
+              encoder: str | None = None) -> nn.Sequential:
+    """V(s): an MLP with one output, after a CNN on images (orthogonal init, gain 1 on the output layer, when
+    ``ortho_init``)."""
+    net = body(spec, hidden, activation, encoder, out_dim=1)[0]
     if ortho_init:
         orthogonal_init(net[:-1], math.sqrt(2))
         orthogonal_init(net[-1], 1.0)

@@ -157,6 +157,24 @@ class WrapperConfig(_Section):
         return value
 
 
+class AtariConfig(_Section):
+    """The standard Atari preprocessing (docs/atari.md; Machado et al. 2018, RL Zoo's ``AtariWrapper``): the env is
+    made with ``frameskip=1`` and ``repeat_action_probability`` (0: RL Zoo's ``NoFrameskip-v4`` semantics; 0.25:
+    the v5 sticky actions), then gymnasium's ``AtariPreprocessing`` (no-op resets, frame skip with a max over the
+    last two frames, grey, resized) and ``FrameStackObservation``. Life loss as episode end and reward clipping are
+    for training envs only: evaluation plays the full game and reports its score."""
+
+    frame_skip: int = Field(4, ge=1, le=100)
+    screen_size: int = Field(84, ge=8, le=1024, description="square side in pixels")
+    frame_stack: int = Field(4, ge=1, le=64)
+    noop_max: int = Field(30, ge=0, le=100_000)
+    terminal_on_life_loss: bool = Field(True, description="training envs only (SB3's EpisodicLifeEnv)")
+    clip_reward: bool = Field(True, description="sign of the reward, training envs only")
+    fire_reset: bool | Literal["auto"] = Field("auto", description="press FIRE after a reset; auto: where the game "
+                                                                   "has a FIRE action")
+    repeat_action_probability: float = Field(0.0, ge=0, le=1)
+
+
 class EnvConfig(_Section):
     """Where experience comes from: a gymnasium id, vectorised in-process by default."""
 
@@ -172,13 +190,14 @@ class EnvConfig(_Section):
     shaping: ShapingConfig | None = None  # training envs only; evaluation keeps the env's own reward
     curriculum: CurriculumConfig | None = None  # training envs only; evaluation runs the env as id/kwargs say
     wrappers: list[WrapperConfig] = Field(default_factory=list, description="innermost first, around gym.make")
+    atari: AtariConfig | None = None  # the Atari preprocessing, innermost (docs/atari.md)
 
     @model_serializer(mode="wrap")
     def _without_unset_sections(self, handler: Any) -> Any:
-        """A recipe without shaping, curriculum or wrappers dumps as before (no ``shaping: null`` in every run's
+        """A recipe without shaping, curriculum, atari or wrappers dumps as before (no ``shaping: null`` in every run's
         recipe)."""
         out = handler(self)
-        for key in ("shaping", "curriculum"):
+        for key in ("shaping", "curriculum", "atari"):
             if isinstance(out, dict) and out.get(key) is None:
                 out.pop(key, None)
         if isinstance(out, dict) and out.get("wrappers") == []:

@@ -35,11 +35,13 @@ from lrl.algos.base import RLModule
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.estimators import explained_variance, gae, normalize_advantage
 from lrl.networks import ActorCritic, SamplingPolicy
+from lrl.networks.encoders import Encoder
 from lrl.spec import EnvSpec
 
 
 class A2C(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True,
+                        observations=("box", "image"))
 
     def __init__(
         self, spec: EnvSpec, *,
@@ -50,6 +52,7 @@ class A2C(RLModule):
         rms_alpha: float = 0.99, optim_eps: float = 1e-5,
         hidden: list[int] | None = None, activation: str = "tanh", shared: bool = False,
         log_std_init: float = 0.0, ortho_init: bool = True, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -70,13 +73,15 @@ class A2C(RLModule):
             log_std_init: initial log-std of the Gaussian head (continuous actions).
             ortho_init: orthogonal initialisation as in the reference implementation (and SB3).
             compile: ``torch.compile`` the loss computation.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
         self.automatic_optimization = True
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
-                               log_std_init, ortho_init)
+                               log_std_init, ortho_init, encoder)
         self._loss = self.maybe_compile(self._compute_loss, compile)
 
     # --- acting ------------------------------------------------------------------------------------------------

@@ -22,14 +22,15 @@ from lrl.algos.base import RLModule
 from lrl.algos.dqn.loss import q_target
 from lrl.contract import ROLLOUT_KEYS, Consumes
 from lrl.estimators.losses import td_loss
-from lrl.networks import mlp
+from lrl.networks import body
+from lrl.networks.encoders import Encoder
 from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
 
 
 class DQN(RLModule):
-    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("discrete",))
+    consumes = Consumes(sources=("replay",), keys=ROLLOUT_KEYS, actions=("discrete",), observations=("box", "image"))
 
     def __init__(
         self, spec: EnvSpec, *,
@@ -40,6 +41,7 @@ class DQN(RLModule):
         tau: float = 0.01, eps_start: float = 1.0, eps_end: float = 0.05, eps_decay_frames: int = 10_000,
         eps_schedule: Literal["linear", "exponential"] = "linear", max_grad_norm: float | None = 10.0,
         adam_eps: float = 1e-8, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -55,14 +57,16 @@ class DQN(RLModule):
             eps_start, eps_end, eps_decay_frames, eps_schedule: ε-greedy exploration as a function of frames.
             max_grad_norm: global gradient-norm clip (None = off).
             compile: ``torch.compile`` the loss computation.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
         self.gamma = gamma
         n = spec.action_dim
         hidden = hidden if hidden is not None else [64, 64]
-        self.q = mlp(spec.input_dim, hidden, n, activation)
-        self.q2 = mlp(spec.input_dim, hidden, n, activation) if target == "double_q" else None
+        self.q = body(spec, hidden, activation, encoder, n)[0]
+        self.q2 = body(spec, hidden, activation, encoder, n)[0] if target == "double_q" else None
         self.q_target = make_target(self.q) if target_update != "none" else None
         self.q2_target = make_target(self.q2) if self.q2 is not None and target_update != "none" else None
         # Double Q-learning updates one of two networks per step: the other one gets no gradient.

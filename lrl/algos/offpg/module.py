@@ -32,11 +32,13 @@ from lrl.estimators import effective_sample_size, episode_starts
 from lrl.estimators.losses import masked_value_loss, policy_gradient_loss
 from lrl.estimators.monte_carlo import Discounting, Returns, all_sum, annotate_returns, global_counts, masked_moments
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
+from lrl.networks.encoders import Encoder
 from lrl.spec import EnvSpec
 
 
 class OffPolicyPG(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True,
+                        observations=("box", "image"))
 
     ddp_find_unused_parameters = True  # passes beyond policy_epochs fit V only
 
@@ -51,6 +53,7 @@ class OffPolicyPG(RLModule):
         normalization: Literal["trajectory", "step"] = "trajectory", ent_coef: float = 0.0,
         max_grad_norm: float | None = None, hidden: list[int] | None = None, activation: str = "tanh",
         log_std_init: float = 0.0, ortho_init: bool = True, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -73,6 +76,8 @@ class OffPolicyPG(RLModule):
                 the standard deviation (Brunskill "can help").
             normalization: ``trajectory`` (the seeds' 1/|D|) or ``step`` (mean over steps).
             ent_coef, max_grad_norm, hidden, activation, log_std_init, ortho_init, compile: as in ``reinforce``.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
@@ -84,9 +89,9 @@ class OffPolicyPG(RLModule):
         self.automatic_optimization = False
         self.gamma = gamma
         hidden = hidden if hidden is not None else [64, 64]
-        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
+        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init, encoder)
         self.behaviour = copy.deepcopy(self.policy).requires_grad_(False)
-        self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
+        self.value = value_net(spec, hidden, activation, ortho_init, encoder) if baseline == "value" else None
         self._forward = self.maybe_compile(self._log_prob, compile)
         self._shape = (0, 0)
         self._scale = self._value_scale = torch.ones(())

@@ -29,11 +29,12 @@ from lrl.algos.ppo.loss import ppo_loss
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.networks import ActorCritic, SamplingPolicy
+from lrl.networks.encoders import Encoder
 from lrl.spec import EnvSpec
 
 
 class PPO(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, observations=("box", "image"))
 
     def __init__(
         self, spec: EnvSpec, *,
@@ -45,6 +46,7 @@ class PPO(RLModule):
         max_grad_norm: float | None = 0.5, normalize_advantage: bool = True, target_kl: float | None = None,
         hidden: list[int] | None = None, activation: str = "tanh", shared: bool = False,
         log_std_init: float = 0.0, ortho_init: bool = True, adam_eps: float = 1e-5, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -62,6 +64,8 @@ class PPO(RLModule):
             log_std_init: initial log-std of the Gaussian head (continuous actions).
             ortho_init: orthogonal initialisation as in the reference implementation.
             adam_eps: Adam ε (1e-5 as in the reference implementation).
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
             compile: ``torch.compile`` the loss computation.
         """
         super().__init__(spec)
@@ -69,7 +73,7 @@ class PPO(RLModule):
         self.automatic_optimization = True
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
-                               log_std_init, ortho_init)
+                               log_std_init, ortho_init, encoder)
         self._loss = self.maybe_compile(self._compute_loss, compile)
         self._clip = clip_range
 

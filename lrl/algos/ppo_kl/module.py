@@ -30,12 +30,13 @@ from lrl.errors import RecipeError
 from lrl.estimators import annotate_gae, normalize_advantage
 from lrl.estimators.fisher import all_reduce_mean
 from lrl.networks import ActorCritic, SamplingPolicy
+from lrl.networks.encoders import Encoder
 from lrl.networks.heads import Params
 from lrl.spec import EnvSpec
 
 
 class PPOKL(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, observations=("box", "image"))
 
     kl_coef: torch.Tensor  # the multiplier β (adaptive, fixed) or λ (dual), a buffer
 
@@ -52,6 +53,7 @@ class PPOKL(RLModule):
         normalize_advantage: bool = True, hidden: list[int] | None = None, activation: str = "tanh",
         shared: bool = False, log_std_init: float = 0.0, ortho_init: bool = True, adam_eps: float = 1e-5,
         compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -74,6 +76,8 @@ class PPOKL(RLModule):
             hidden, activation, shared: MLP sizes (default [64, 64]), activation, shared actor-critic body.
             log_std_init, ortho_init, adam_eps: Gaussian head's initial log-std, reference initialisation, Adam ε.
             compile: ``torch.compile`` the loss computation.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
@@ -82,7 +86,7 @@ class PPOKL(RLModule):
         self.gamma = gamma
         self.kl_direction = kl_direction or ("new_old" if kl_coef_update == "dual" else "old_new")
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
-                               log_std_init, ortho_init)
+                               log_std_init, ortho_init, encoder)
         self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))  # β or λ: checkpointed, same on all ranks
         self._loss = self.maybe_compile(self._compute_loss, compile)
         self._rollout: TensorDict | None = None  # the current rollout, for the KL of the whole update

@@ -41,11 +41,13 @@ from lrl.estimators.monte_carlo import (
     masked_moments,
 )
 from lrl.networks import PolicyNet, SamplingPolicy, value_net
+from lrl.networks.encoders import Encoder
 from lrl.spec import EnvSpec
 
 
 class Reinforce(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_episodes=True, whole_rollout=True,
+                        observations=("box", "image"))
 
     ddp_find_unused_parameters = True  # value-only passes leave the policy without gradients
 
@@ -58,6 +60,7 @@ class Reinforce(RLModule):
         normalization: Literal["trajectory", "step"] = "trajectory", policy_epochs: int = 1,
         ent_coef: float = 0.0, max_grad_norm: float | None = None, hidden: list[int] | None = None,
         activation: str = "tanh", log_std_init: float = 0.0, ortho_init: bool = True, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -78,6 +81,8 @@ class Reinforce(RLModule):
             hidden, activation: MLP sizes (default [64, 64]) and activation, for the policy and V.
             log_std_init: initial log-std of the Gaussian head. ortho_init: orthogonal initialisation.
             compile: ``torch.compile`` the policy-loss computation.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
@@ -87,8 +92,8 @@ class Reinforce(RLModule):
         self.automatic_optimization = False
         self.gamma = gamma
         hidden = hidden if hidden is not None else [64, 64]
-        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init)
-        self.value = value_net(spec, hidden, activation, ortho_init) if baseline == "value" else None
+        self.policy = PolicyNet(spec, hidden, activation, log_std_init, ortho_init, encoder)
+        self.value = value_net(spec, hidden, activation, ortho_init, encoder) if baseline == "value" else None
         self._loss = self.maybe_compile(self._policy_loss, compile)
         self._pass = 0
         self._scale = self._value_scale = torch.ones(())

@@ -35,14 +35,15 @@ from lrl.algos.sarsa.loss import (
 )
 from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.estimators.losses import td_loss
-from lrl.networks import mlp
+from lrl.networks import body
+from lrl.networks.encoders import Encoder
 from lrl.networks.q import EpsilonGreedy, epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
 
 
 class SARSA(RLModule):
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, actions=("discrete",))
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, actions=("discrete",), observations=("box", "image"))
 
     def __init__(
         self, spec: EnvSpec, *,
@@ -54,6 +55,7 @@ class SARSA(RLModule):
         tau: float = 0.01, eps_start: float = 1.0, eps_end: float = 0.05, eps_decay_frames: int = 10_000,
         eps_schedule: Literal["linear", "exponential"] = "linear", max_grad_norm: float | None = 10.0,
         adam_eps: float = 1e-8, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -72,11 +74,13 @@ class SARSA(RLModule):
                 constant within a rollout (the ε that collected it is the ε of its targets).
             max_grad_norm: global gradient-norm clip (None = off).
             compile: ``torch.compile`` the loss computation.
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
         self.gamma = gamma
-        self.q = mlp(spec.input_dim, hidden if hidden is not None else [64, 64], spec.action_dim, activation)
+        self.q, _ = body(spec, hidden if hidden is not None else [64, 64], activation, encoder, spec.action_dim)
         self.q_target = make_target(self.q) if target_update != "none" else None
         self._loss = self.maybe_compile(self._compute_loss, compile)
 

@@ -45,6 +45,7 @@ from lrl.estimators.fisher import (
 )
 from lrl.estimators.losses import surrogate, value_loss
 from lrl.networks import ActorCritic, CategoricalHead, SamplingPolicy
+from lrl.networks.encoders import Encoder
 from lrl.spec import EnvSpec
 
 
@@ -52,7 +53,8 @@ class TRPO(RLModule):
     """TRPO: the natural-gradient step of NPG followed by a backtracking line search on the real KL and
     surrogate (Rossi Alg. 7.1). See the module docstring for the update, ``__init__`` for the options."""
 
-    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True)
+    consumes = Consumes(sources=("onpolicy",), keys=ROLLOUT_KEYS, whole_rollout=True, single_pass=True,
+                        observations=("box", "image"))
 
     ddp_find_unused_parameters = True  # critic steps leave the actor's parameters without gradients
     line_search_default: ClassVar[bool] = True
@@ -66,6 +68,7 @@ class TRPO(RLModule):
         critic_lr: float = 1e-3, critic_epochs: int = 10, critic_minibatch_size: int | None = 128,
         hidden: list[int] | None = None, activation: str = "tanh", log_std_init: float = 0.0,
         ortho_init: bool = True, adam_eps: float = 1e-5, compile: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         """
         Args:
@@ -86,6 +89,8 @@ class TRPO(RLModule):
             log_std_init: initial log-std of the Gaussian head (continuous actions).
             ortho_init, adam_eps: reference-implementation initialisation and critic Adam ε.
             compile: ``torch.compile`` the critic loss (the policy step needs double backprop, not compiled).
+            encoder: the CNN in front of the MLP on image observations, ``nature`` (default) or ``impala``
+                (docs/atari.md); only for image observations.
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
@@ -97,7 +102,7 @@ class TRPO(RLModule):
         self.gamma = gamma
         self.line_search = self.line_search_default if line_search is None else line_search
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, False,
-                               log_std_init, ortho_init)
+                               log_std_init, ortho_init, encoder)
         self._critic_loss = self.maybe_compile(self._compute_critic_loss, compile)
         self._seed = torch.initial_seed()  # seeded by the launcher: per-rollout generators below are reproducible
 

@@ -25,8 +25,8 @@ Settings (all fixed here, printed into every JSON line under ``settings``)
   observation repeated, reward 0). Fragments that contain the fall then have a lower true return. The absorbing
   steps count as frames (they are env steps the agent takes); evaluation is on the plain env. Measured: at 100k
   frames the absorbing steps eat most of the budget and even PPO on the true reward barely learns (CartPole 24,
-  InvertedPendulum 6 on seed 0), while on the plain env PPO on a reward learned from coin-flip labels balances
-  the pole (the episode's end leaks the true reward): see benchmarks/README.md.
+  InvertedPendulum 6 on seed 0), while on the plain env PPO on a reward learned from coin-flip labels reached 500
+  on CartPole seed 0 (the episode's end leaks the true reward): see benchmarks/README.md.
 * **Annotator**: ``SyntheticGatherer`` (Bradley-Terry on the undiscounted true fragment return, temperature 1,
   labels sampled 0/1, ``threshold`` 50, the library defaults). Fragments: ``RandomFragmenter``, fragment length 50,
   ``transition_oversampling`` 1.

@@ -97,21 +97,33 @@ def rm_accuracy(rm_dir: str | Path, rows: list[dict[str, Any]], max_length: int)
 
 
 class RewardModelScorer:
-    """r̂(prompt, completion) from a reward-model directory, read exactly as lrl reads it (``prompt + completion +
-    eos``), for TRL's ``GRPOTrainer`` as a reward function. (Handing TRL the model itself would score
-    ``prompt + completion`` without the end-of-sequence token the model was trained to read its score at.)"""
+    """r̂(prompt, completion) from a reward-model directory, read as lrl's rlhf-ppo reads it: at the last generated
+    token, which is the end-of-sequence token when the response has one (TRL hands a reward function the completion
+    token ids up to and including the first eos). For TRL's ``GRPOTrainer`` as a reward function: handing TRL the
+    model itself would score the decoded ``prompt + completion`` text, without the end-of-sequence token the model
+    was trained to read its score at."""
 
     def __init__(self, rm_dir: str | Path, max_length: int) -> None:
         from lrl.lm.models import load_reward_model
 
         self.model, self.tokenizer = load_reward_model(rm_dir, "reward model")
         self.model.requires_grad_(False)
+        self.model.eval()
         self.max_length = max_length
         self.__name__ = "reward_model"
 
-    def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        texts = [p + c for p, c in zip(prompts, completions, strict=True)]
-        return rm_scores(self.model, self.tokenizer, texts, self.max_length).tolist()
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]] | None = None,
+                 **_: Any) -> list[float]:
+        if completion_ids is None:  # text only: the response ends with eos (lrl's encode)
+            texts = [p + c for p, c in zip(prompts, completions, strict=True)]
+            return rm_scores(self.model, self.tokenizer, texts, self.max_length).tolist()
+        pad = self.tokenizer.pad_token_id
+        rows = [self.tokenizer(p)["input_ids"] + list(c) for p, c in zip(prompts, completion_ids, strict=True)]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = (torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
+        return self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
 
 
 @torch.no_grad()
@@ -159,4 +171,4 @@ def policy_eval(policy_dir: str | Path, ref_dir: str | Path, task_name: str, pro
                         row = row[:row.index(eos)]
                     scores.append(task.score(prompts[i], tok.decode(row, skip_special_tokens=True)))
     n = len(scores)
-    return {"true_score": sum(scores) / n, "kl": sum(kls) / n, "response_tokens": sum(lengths) / n, "prompts": n}
+    return {"true_score": sum(scores) / n, "kl": sum(kls) / n, "response_tokens": sum(lengths) / n, "eval_prompts": n}

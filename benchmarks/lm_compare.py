@@ -190,7 +190,7 @@ def map_grpo(recipe: dict[str, Any], advantage: str) -> dict[str, Any]:
     return {"args": args, "collections": collections, "sequences_per_collection": seqs}
 
 
-# --- steps -------------------------------------------------------------------------------------------------------------
+# --- steps -----------------------------------------------------------------------------------------------------------
 def _load_recipe(ref: str, overrides: list[str]) -> Any:
     from lrl.recipe.load import load
 
@@ -249,11 +249,11 @@ def _rows_from_stream(data: Any, tok: Any, prompt_end: str) -> list[dict[str, An
 
 def step_export(cfg: dict[str, Any]) -> None:
     import torch
+    from lrl.lm.models import load_tokenizer
+    from lrl.lm.task import get_task
 
     import lrl.launch as launch
     from lrl.contract import schedule_of
-    from lrl.lm.models import load_tokenizer
-    from lrl.lm.task import get_task
     from lrl.recipe.registry import algorithm_class, datamodule_class
     from lrl.recipe.schema import algo_arguments
 
@@ -422,16 +422,19 @@ def step_sft_eval(cfg: dict[str, Any]) -> None:
                                    **evaluate_policy(out / "sft", cfg, n)})
 
 
+def _cell(r: dict[str, Any], k: str, w: int, d: int = 3) -> str:
+    return f"{r[k]:>{w}.{d}f}" if isinstance(r.get(k), (int, float)) else f"{'-':>{w}}"
+
+
 def table(paths: list[Path]) -> None:
     rows = [r for p in paths if p.exists() for r in read_jsonl(p)]
     print(f"{'framework':<10} {'stage':<7} {'seed':>4} {'train_s':>8} {'fit_s':>7} {'data_s':>7} {'acc':>6} "
           f"{'acc_ann':>7} {'true':>6} {'kl':>6} {'load1':>5}")
     for r in rows:
-        def f(k: str, w: int, d: int = 3) -> str:
-            return f"{r[k]:>{w}.{d}f}" if isinstance(r.get(k), (int, float)) else f"{'-':>{w}}"
-        print(f"{r['framework']:<10} {r['stage']:<7} {r.get('seed', '-'):>4} {f('train_s', 8, 1)} {f('fit_s', 7, 1)} "
-              f"{f('data_s', 7, 1)} {f('accuracy', 6)} {f('accuracy_annotator', 7)} {f('true_score', 6)} "
-              f"{f('kl', 6)} {f('load1', 5, 2)}")
+        print(f"{r['framework']:<10} {r['stage']:<7} {r.get('seed', '-'):>4} {_cell(r, 'train_s', 8, 1)} "
+              f"{_cell(r, 'fit_s', 7, 1)} {_cell(r, 'data_s', 7, 1)} {_cell(r, 'accuracy', 6)} "
+              f"{_cell(r, 'accuracy_annotator', 7)} {_cell(r, 'true_score', 6)} {_cell(r, 'kl', 6)} "
+              f"{_cell(r, 'load1', 5, 2)}")
 
 
 STEPS = ["sft", "export", "sft-eval", "lrl-reward", "lrl-grpo", "lrl-ppo"]

@@ -176,15 +176,16 @@ def map_grpo(recipe: dict[str, Any], advantage: str) -> dict[str, Any]:
         algo.expect("whiten_reward", False, "TRL's PPOTrainer whitens the per-token rewards only with whiten_rewards "
                                             "(all tokens, KL included), not the sequence score r̂")
         algo.expect("normalize_advantage", True, "TRL's PPOTrainer always whitens the advantages")
-        args.update(per_device_train_batch_size=mb, local_rollout_forward_batch_size=seqs,
+        # PPOTrainer's rollout is per_device_train_batch_size × gradient_accumulation_steps sequences, split into
+        # num_mini_batches minibatches (one optimiser step each when a micro-batch holds the whole minibatch)
+        args.update(per_device_train_batch_size=seqs, local_rollout_forward_batch_size=seqs,
                     num_mini_batches=seqs // mb, num_ppo_epochs=epochs, kl_coef=algo.take("kl_coef"),
                     kl_estimator="k1", cliprange=algo.take("clip_range"), cliprange_value=algo.take("clip_range_vf"),
                     vf_coef=algo.take("vf_coef"), gamma=1.0, lam=algo.take("gae_lambda"), whiten_rewards=False,
                     response_length=args.pop("max_completion_length"), stop_token="eos",
                     missing_eos_penalty=None, total_episodes=collections * ppb, num_sample_generations=0)
-        for key in ("max_steps", "top_k", "top_p", "shuffle_dataset"):
+        for key in ("max_steps", "top_k", "top_p", "shuffle_dataset", "disable_dropout"):  # PPOTrainer always disables dropout
             args.pop(key)
-        args["batch_size_note"] = "PPOTrainer: batch_size = per_device_train_batch_size × num_mini_batches"
     algo.done()
     data.done()
     return {"args": args, "collections": collections, "sequences_per_collection": seqs}

@@ -159,7 +159,6 @@ def stage_ppo(out: Path, s: dict[str, Any], results: Path) -> None:
     if "ppo_trl" not in s:
         raise SystemExit(f"no PPO settings in the export: {s.get('ppo_error')}")
     cfg = dict(s["ppo_trl"]["args"])
-    cfg.pop("batch_size_note", None)
     prompts = read_jsonl(out / "prompts-train.jsonl")
     run_dir = out / "runs" / "trl-ppo"
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ Export directory (written by ``lm_compare.py export``, read by ``lm_trl.py``)::
     rm/                 lrl's lm-reward model: the reward GRPO optimises on both sides (same r̂ for both)
     prefs-train.jsonl   one row per train prompt: {"prompt", "responses": [K], "utility": [K], "score": [K]}
     prefs-test.jsonl    the same for the held-out prompts (RM accuracy)
-    prompts-train.jsonl {"prompt"} rows GRPO samples from
+    prompts-train-grpo.jsonl, prompts-train-ppo.jsonl   {"prompt"} rows: the pool each RL run samples from
     prompts-test.jsonl  {"prompt"} rows the policies are scored on
 
 Metrics:

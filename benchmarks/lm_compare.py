@@ -10,9 +10,9 @@ timed run starts from a fresh interpreter. Steps (``all`` runs them in this orde
                 the policies are scored on, and settings.json (the resolved recipes and the TRL keyword arguments
                 mapped from them)                            -> OUT/prefs-*.jsonl, OUT/prompts-*.jsonl, settings.json
     lrl-reward  lrl train lm-reward/<task>, timed; held-out accuracy of RUN_DIR/model  -> results line; OUT/rm
-    lrl-grpo    lrl train rlhf-ppo/<task> algo.advantage=grpo from OUT/sft with OUT/rm, timed; true score and KL to
-                the SFT model on the held-out prompts                                 -> results line
-    lrl-ppo     the same with algo.advantage=gae (PPO), for TRL 1.12's PPOTrainer    -> results line
+    lrl-grpo    lrl train <grpo recipe> (rlhf-ppo, advantage grpo) from OUT/sft with OUT/rm on --task, timed; true
+                score and KL to the SFT model on the held-out prompts                 -> results line
+    lrl-ppo     the same with <ppo recipe> (advantage gae), for TRL 1.12's PPOTrainer -> results line
 
 The mapping to TRL is strict (as ``vs_sb3.py``): every key of the recipes' ``algo:`` and ``data:`` sections is
 mapped, required to a value TRL can express, or declared irrelevant; anything else stops the export with one line.
@@ -58,7 +58,9 @@ DEFAULTS = {
     "seed": 0,
     "sft_recipe": "lm-sft/reverse",
     "reward_recipe": "lm-reward/reverse",
-    "grpo_recipe": "rlhf-ppo/reverse",
+    "grpo_recipe": "rlhf-ppo/arith-grpo",  # rlhf-ppo's GRPO recipe, run on --task (data.task is overridden)
+    "ppo_recipe": "rlhf-ppo/arith",
+    "rl_prompts": 2048,  # budget.prompts of both RL runs (the shipped recipes' 8192 is a 15-minute chain's)
     "eval_prompts": 500,  # held-out prompts the policies are scored on
     "eval_seed": 0,
     "eval_temperature": 1.0,
@@ -184,7 +186,8 @@ def map_grpo(recipe: dict[str, Any], advantage: str) -> dict[str, Any]:
                     vf_coef=algo.take("vf_coef"), gamma=1.0, lam=algo.take("gae_lambda"), whiten_rewards=False,
                     response_length=args.pop("max_completion_length"), stop_token="eos",
                     missing_eos_penalty=None, total_episodes=collections * ppb, num_sample_generations=0)
-        for key in ("max_steps", "top_k", "top_p", "shuffle_dataset", "disable_dropout"):  # PPOTrainer always disables dropout
+        # not PPOConfig fields (PPOTrainer always disables dropout)
+        for key in ("max_steps", "top_k", "top_p", "shuffle_dataset", "disable_dropout"):
             args.pop(key)
     algo.done()
     data.done()
@@ -196,6 +199,22 @@ def _load_recipe(ref: str, overrides: list[str]) -> Any:
     from lrl.recipe.load import load
 
     return load(ref, overrides)
+
+
+def rl_recipe(cfg: dict[str, Any], key: str) -> str:
+    """The rlhf-ppo recipe of the ``key`` run (grpo / ppo) without ``algo.kl_target`` (a constant β, as TRL's
+    trainers have; rlhf-ppo's default is null, but lrl's range rules refuse ``kl_target=null`` as an override), written
+    to OUT/recipes/KEY.yaml."""
+    import yaml
+
+    from lrl.recipe.load import find_recipe
+
+    data = yaml.safe_load(find_recipe(cfg[f"{key}_recipe"]).read_text())
+    data["algo"].pop("kl_target", None)
+    path = Path(cfg["out"]) / "recipes" / f"{key}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
 
 
 def _settings(out: Path) -> dict[str, Any]:
@@ -211,10 +230,15 @@ def _lrl_overrides(cfg: dict[str, Any], which: str) -> list[str]:
         if reward_steps:
             over.append(f"budget.steps={reward_steps}")
         return [*over, *cfg["reward_overrides"]]
+    # what TRL cannot do is switched off on the lrl side too: the adaptive β (rl_recipe), PPO-ptx (and the ptx
+    # stream lrl reads to measure the pretraining likelihood), whitening r̂ (PPO; TRL whitens no score)
     over = [f"seed={cfg['seed']}", f"algo.policy_path={out / 'sft'}", f"algo.reward_path={out / 'rm'}",
-            f"data.tokenizer={out / 'sft'}", "eval.every=0", "eval.final=false", "checkpoint.every=0",
-            f"algo.advantage={which}"]
-    return [*over, *cfg["grpo_overrides"], *(cfg["ppo_overrides"] if which == "gae" else [])]
+            f"data.tokenizer={out / 'sft'}", f"data.task={cfg['task']}", f"budget.prompts={cfg['rl_prompts']}",
+            "eval.every=0", "eval.final=false", "checkpoint.every=0", "tracking.log_model=false",
+            f"algo.advantage={which}", "algo.ptx_coef=0.0", "data.ptx_batch_size=0"]
+    if which == "gae":
+        over.append("algo.whiten_reward=false")
+    return [*over, *(cfg["grpo_overrides"] if which == "grpo" else cfg["ppo_overrides"])]
 
 
 def step_sft(cfg: dict[str, Any]) -> None:
@@ -284,7 +308,7 @@ def step_export(cfg: dict[str, Any]) -> None:
                 ({"prompt": p} for p in task.prompts("test", cfg["eval_prompts"], cfg["eval_seed"])))
     for which, key in (("grpo", "grpo"), ("gae", "ppo")):
         try:
-            rl = _load_recipe(cfg["grpo_recipe"], _lrl_overrides(cfg, which))
+            rl = _load_recipe(rl_recipe(cfg, key), _lrl_overrides(cfg, which))
         except Exception as err:  # the recipe may not exist yet, or refuse a setting
             settings[f"{key}_error"] = f"{type(err).__name__}: {err}"
             continue
@@ -293,9 +317,9 @@ def step_export(cfg: dict[str, Any]) -> None:
             settings[f"{key}_trl"] = map_grpo(rl.to_dict(), which)
         except Unmappable as err:
             settings[f"{key}_error"] = str(err)
-        if which == "grpo":  # the pool lrl's prompts source draws from (data.train_prompts, the run's seed)
-            pool = task.prompts("train", rl.data["train_prompts"], rl.seed)
-            write_jsonl(out / "prompts-train.jsonl", ({"prompt": p} for p in pool))
+        # the pool lrl's prompts source draws from (data.train_prompts, the run's seed)
+        pool = task.prompts("train", rl.data["train_prompts"], rl.seed)
+        write_jsonl(out / f"prompts-train-{key}.jsonl", ({"prompt": p} for p in pool))
     (out / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
     print(json.dumps({k: v for k, v in settings.items() if k.endswith(("_trl", "_error", "_s"))}, indent=1,
                      default=str))
@@ -407,7 +431,7 @@ def step_lrl_rl(cfg: dict[str, Any], which: str) -> None:
     recipe = s[f"{key}_recipe"]
     run_dir = out / "runs" / f"lrl-{key}"
     load = machine()
-    times = _timed_train(cfg["grpo_recipe"], _lrl_overrides(cfg, which), run_dir, cfg["tracking_uri"])
+    times = _timed_train(rl_recipe(cfg, key), _lrl_overrides(cfg, which), run_dir, cfg["tracking_uri"])
     ev = evaluate_policy(_policy_dir(run_dir, out / "sft"), cfg, recipe["data"]["max_new_tokens"])
     append_result(cfg["results"], {"framework": "lrl", "stage": key, "seed": cfg["seed"],
                                    "prompts": recipe["budget"]["prompts"], **times, **ev, **load,
@@ -449,22 +473,25 @@ def main() -> None:
     ap.add_argument("--task", default=DEFAULTS["task"])
     ap.add_argument("--sft-recipe", default=DEFAULTS["sft_recipe"])
     ap.add_argument("--reward-recipe", default=DEFAULTS["reward_recipe"])
-    ap.add_argument("--grpo-recipe", default=DEFAULTS["grpo_recipe"], help="the rlhf-ppo recipe (name or path)")
+    ap.add_argument("--grpo-recipe", default=DEFAULTS["grpo_recipe"], help="rlhf-ppo GRPO recipe (name or path)")
+    ap.add_argument("--ppo-recipe", default=DEFAULTS["ppo_recipe"], help="rlhf-ppo PPO recipe (name or path)")
+    ap.add_argument("--rl-prompts", type=int, default=DEFAULTS["rl_prompts"], help="budget.prompts of the RL runs")
     ap.add_argument("--reward-steps", type=int, default=0, help="lm-reward budget.steps (0: the recipe's)")
     ap.add_argument("--sft-override", action="append", default=[], help="KEY=VALUE for lm-sft (repeatable)")
     ap.add_argument("--reward-override", action="append", default=[], help="KEY=VALUE for lm-reward")
-    ap.add_argument("--grpo-override", action="append", default=[], help="KEY=VALUE for rlhf-ppo (GRPO and PPO)")
-    ap.add_argument("--ppo-override", action="append", default=[], help="KEY=VALUE for rlhf-ppo's PPO run only")
+    ap.add_argument("--grpo-override", action="append", default=[], help="KEY=VALUE for the GRPO run")
+    ap.add_argument("--ppo-override", action="append", default=[], help="KEY=VALUE for the PPO run")
     ap.add_argument("--eval-prompts", type=int, default=DEFAULTS["eval_prompts"])
     ap.add_argument("--results", default=str(RESULTS))
     a = ap.parse_args()
-    if a.step == "table":
-        table([RESULTS, TRL_RESULTS])
+    if a.step == "table":  # lrl's results and TRL's beside them (lm_trl.jsonl in the same folder)
+        table([Path(a.results), Path(a.results).with_name(TRL_RESULTS.name)])
         return
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"out": str(out), "seed": a.seed, "task": a.task, "sft_recipe": a.sft_recipe,
-           "reward_recipe": a.reward_recipe, "grpo_recipe": a.grpo_recipe, "reward_steps": a.reward_steps,
+           "reward_recipe": a.reward_recipe, "grpo_recipe": a.grpo_recipe, "ppo_recipe": a.ppo_recipe,
+           "rl_prompts": a.rl_prompts, "reward_steps": a.reward_steps,
            "sft_overrides": a.sft_override, "reward_overrides": a.reward_override,
            "grpo_overrides": a.grpo_override, "ppo_overrides": a.ppo_override, "eval_prompts": a.eval_prompts,
            "eval_seed": DEFAULTS["eval_seed"], "eval_temperature": DEFAULTS["eval_temperature"],

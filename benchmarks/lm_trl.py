@@ -120,7 +120,7 @@ def stage_grpo(out: Path, s: dict[str, Any], results: Path) -> None:
         raise SystemExit(f"no GRPO settings in the export: {s.get('grpo_error')}")
     cfg = s["grpo_trl"]
     max_length = s["reward_recipe"]["data"]["max_length"]
-    prompts = read_jsonl(out / "prompts-train.jsonl")
+    prompts = read_jsonl(out / "prompts-train-grpo.jsonl")
     run_dir = out / "runs" / "trl-grpo"
     shutil.rmtree(run_dir, ignore_errors=True)
     load = machine()
@@ -159,7 +159,7 @@ def stage_ppo(out: Path, s: dict[str, Any], results: Path) -> None:
     if "ppo_trl" not in s:
         raise SystemExit(f"no PPO settings in the export: {s.get('ppo_error')}")
     cfg = dict(s["ppo_trl"]["args"])
-    prompts = read_jsonl(out / "prompts-train.jsonl")
+    prompts = read_jsonl(out / "prompts-train-ppo.jsonl")
     run_dir = out / "runs" / "trl-ppo"
     shutil.rmtree(run_dir, ignore_errors=True)
     load = machine()

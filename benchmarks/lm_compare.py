@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -460,6 +461,22 @@ def table(paths: list[Path]) -> None:
               f"{_cell(r, 'fit_s', 7, 1)} {_cell(r, 'data_s', 7, 1)} {_cell(r, 'accuracy', 6)} "
               f"{_cell(r, 'accuracy_annotator', 7)} {_cell(r, 'true_score', 6)} {_cell(r, 'kl', 6)} "
               f"{_cell(r, 'load1', 5, 2)}")
+    print("\nover seeds: mean ± std (n) of the metrics, median of the clocks")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["framework"], r["stage"]), []).append(r)
+    for (fw, stage), rs in groups.items():
+        parts = []
+        for k in ("accuracy", "accuracy_annotator", "true_score", "kl"):
+            v = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+            if v and not (k == "kl" and fw == "sft"):
+                sd = statistics.stdev(v) if len(v) > 1 else 0.0
+                parts.append(f"{k} {statistics.mean(v):.3f} ± {sd:.3f} ({len(v)})")
+        for k in ("train_s", "fit_s", "data_s"):
+            v = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+            if v:
+                parts.append(f"{k} {statistics.median(v):.1f}")
+        print(f"{fw:<5} {stage:<7} " + ", ".join(parts))
 
 
 STEPS = ["sft", "export", "sft-eval", "lrl-reward", "lrl-grpo", "lrl-ppo"]

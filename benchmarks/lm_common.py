@@ -10,7 +10,7 @@ Export directory (written by ``lm_compare.py export``, read by ``lm_trl.py``)::
 
     settings.json       task, seeds, the resolved lrl recipes and the TRL keyword arguments mapped from them
     sft/                the lm-sft model (HF directory, tokenizer included): the policy / RM starting point
-    rm/                 lrl's lm-reward model: the reward GRPO optimises on both sides (same r̂ for both)
+    rm/                 lrl's lm-reward model: the reward GRPO and PPO optimise on both sides (same r̂ for both)
     prefs-train.jsonl   one row per train prompt: {"prompt", "responses": [K], "utility": [K], "score": [K]}
     prefs-test.jsonl    the same for the held-out prompts (RM accuracy)
     prompts-train-grpo.jsonl, prompts-train-ppo.jsonl   {"prompt"} rows: the pool each RL run samples from

@@ -6,7 +6,7 @@ timed run starts from a fresh interpreter. Steps (``all`` runs them in this orde
 
     sft         lrl train lm-sft/<task>                          -> OUT/sft   (untimed: both sides start from it)
     export      the lm-reward recipe's preference data (lrl's own lm-prefs source, built as lrl.launch.run builds it:
-                train and held-out streams), the GRPO prompt pool (the rlhf-ppo recipe's pool), the held-out prompts
+                train and held-out streams), the GRPO and PPO prompt pools (the rlhf-ppo recipes'), the held-out prompts
                 the policies are scored on, and settings.json (the resolved recipes and the TRL keyword arguments
                 mapped from them)                            -> OUT/prefs-*.jsonl, OUT/prompts-*.jsonl, settings.json
     lrl-reward  lrl train lm-reward/<task>, timed; held-out accuracy of RUN_DIR/model  -> results line; OUT/rm
@@ -25,7 +25,7 @@ the preference data from the SFT policy, which TRL reads from the export instead
 checkpoints are switched off (TRL does neither during ``train``); lm-reward evaluates held-out accuracy once, at the
 last step.
 
-Usage (2 shared cores: one thread each)::
+Usage (2 shared cores: one thread each; ``lm_trl_bench.sh`` runs all of it per seed, frameworks alternating)::
 
     export OMP_NUM_THREADS=1 LRL_NUM_THREADS=1 PYTHONPATH=/path/to/lrl
     python benchmarks/lm_compare.py all --out /tmp/lmbench

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import gymnasium as gym
 import numpy as np
@@ -249,5 +251,6 @@ def test_ale_py_is_imported_only_for_atari_envs() -> None:
             "from lrl.data.env import probe_env_spec; from lrl.recipe.schema import EnvConfig; "
             "probe_env_spec(EnvConfig(id='CartPole-v1')); "
             "assert 'ale_py' not in sys.modules and 'cv2' not in sys.modules, 'imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])  # this checkout's lrl, installed or not
     assert proc.returncode == 0, proc.stderr[-2000:]

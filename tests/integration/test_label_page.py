@@ -202,3 +202,65 @@ def test_token_is_required_off_localhost(browsers, tmp_path):
         _press(driver, "left")
         _wait(driver, lambda d: _told(d) == 1, "the label acknowledged")
     assert store.labels()["q0"]["label"] == "left"
+
+
+def test_a_run_started_before_any_label_trains_on_what_a_person_labels_in_the_page(browsers, tmp_path):
+    """The whole loop with a person: ``lrl train`` with ``rlhf.annotator=human`` starts first and waits; the page
+    shows the pairs it rendered, a person labels them in the browser while the run goes on asking more; the run
+    trains its reward model on those labels and ``rm/labels`` grows."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    import torch
+
+    from lrl.rlhf.store import PreferenceStore, StoreError
+    from lrl.runs import read_info
+    from tests.conftest import ROOT
+
+    run = tmp_path / "human"
+    tiny = ["eval.every=0", "eval.final=false", "rlhf.labels=24", "rlhf.initial_fraction=0.34",
+            "rlhf.update_every=512", "rlhf.epochs=2", "rlhf.pretrain_epochs=4", "rlhf.members=2",
+            "rlhf.hidden=[16]", "algo.epochs=2", "tracking.log_every=256"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrl.cli", "train", "rlhf/cartpole", *tiny, "rlhf.annotator=human",
+         "rlhf.human.wait_seconds=120", "rlhf.human.poll_seconds=0.2", "budget.frames=4096", "--run-dir", str(run)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = browsers[0]
+    given: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        store = None
+        while store is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                store = PreferenceStore.open(run / "preferences")
+            except StoreError:
+                time.sleep(0.2)
+        assert store is not None, "the run wrote no preference store"
+        with label_server(store, poll_ms=200) as server:
+            driver.get(server.url + "?name=tester")
+            while proc.poll() is None and time.monotonic() < deadline + 120:
+                shown = _shown(driver)
+                if not shown or not _clips_loaded(driver):
+                    time.sleep(0.1)
+                    continue
+                told = _told(driver)
+                _press(driver, ("left", "right")[len(given) % 2])
+                _wait(driver, lambda d, told=told: _told(d) == told + 1, "the answer acknowledged")
+                given.append(shown)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    labels = PreferenceStore.open(run / "preferences").labels()
+    assert given and set(given) <= set(labels)
+    assert all(labels[q]["by"] == "person:tester" for q in given)
+    run_id = read_info(run)["mlflow_run_id"]
+    history = [m.value for m in mlflow.MlflowClient().get_metric_history(run_id, "rm/labels")]
+    assert history and history == sorted(history) and history[-1] > history[0], history
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["rlhf"]["trained_labels"] >= 8  # the reward model learned from the person's labels

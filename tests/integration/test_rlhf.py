@@ -1,7 +1,7 @@
 """Learning from preferences through the launcher (docs/rlhf.md): exact resume with the preference store, 2-process
 DDP with identical ranks (policy and reward model), bf16, SAC on the learned reward, no acknowledged label lost to
-kill -9, and bad input as one line. Runs in subprocesses (DDP, the command line's exit codes, a person labelling a
-waiting run) and the SAC run are marked slow: `-m slow`."""
+kill -9, and bad input as one line. The SAC run is marked slow (`-m slow`); a person labelling
+a waiting run in a real browser is tests/integration/test_label_page.py."""
 
 from __future__ import annotations
 
@@ -83,7 +83,6 @@ def test_sac_learns_from_relabelled_replay_minibatches() -> None:
     assert ckpt["rlhf"]["asked"] > 0 and ckpt["rlhf"]["updates"] >= 2
 
 
-@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_ddp_two_cpu_processes_keep_identical_policy_and_reward_model(tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "budget.frames=2048", "trainer.accelerator=cpu",
@@ -130,7 +129,6 @@ def test_kill_9_while_writing_labels_loses_no_acknowledged_label(tmp_path: Path)
     assert all(labels[q]["label"] == ("left", "right", "equal", "skip")[int(q[1:]) % 4] for q in acked)
 
 
-@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_annotator_none_with_an_empty_store_is_one_line(tmp_path: Path) -> None:
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=none", "budget.frames=512", "--run-dir",
                    str(tmp_path / "none"), timeout=120)
@@ -138,7 +136,6 @@ def test_annotator_none_with_an_empty_store_is_one_line(tmp_path: Path) -> None:
     assert "rlhf.annotator=none" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_human_annotator_waits_then_stops_with_one_line_and_keeps_the_queries(tmp_path: Path) -> None:
     run = tmp_path / "human"
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=human", "rlhf.human.wait_seconds=2",
@@ -160,36 +157,6 @@ def test_human_annotator_waits_then_stops_with_one_line_and_keeps_the_queries(tm
     assert _load(run / "checkpoints" / "last.ckpt")["rlhf"]["trained_labels"] >= 8
 
 
-@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
-def test_human_annotator_labels_picked_up_by_a_running_run(tmp_path: Path) -> None:
-    """A person labels while the run waits: the run starts training once the first labels land."""
-    run = tmp_path / "human2"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrl.cli", "train", "rlhf/cartpole", *TINY, "rlhf.annotator=human",
-         "rlhf.human.wait_seconds=60", "rlhf.human.poll_seconds=0.2", "budget.frames=768", "--run-dir", str(run)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                store = PreferenceStore.open(run / "preferences")
-                if len(store.queries()) >= 8:
-                    break
-            except StoreError:
-                pass
-            time.sleep(0.2)
-        for i, q in enumerate(store.queries()):
-            store.add_label(q["id"], ("left", "right")[i % 2], by="person")
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    ckpt = _load(run / "checkpoints" / "last.ckpt")
-    assert ckpt["rlhf"]["trained_labels"] >= 8
-
-
-@pytest.mark.slow  # a subprocess run (~20-90 s on 2 shared cores)
 def test_env_that_cannot_render_is_refused_for_people(tmp_path: Path) -> None:
     proc = run_lrl("train", "rlhf/cartpole", *TINY, "rlhf.annotator=human",
                    "env.id=tests.custom_envs:BlindLineWorld-v0", "budget.frames=512", "--run-dir",

@@ -207,8 +207,9 @@ def spec_tokenizer(spec: Any) -> PreTrainedTokenizerFast:
 def sample_responses(model: Any, tokenizer: PreTrainedTokenizerFast, prompts: list[str], k: int, *,
                      temperature: float, max_new_tokens: int, seed: int, batch: int = 256) -> list[list[str]]:
     """``k`` responses per prompt sampled from ``model`` with a KV cache (``model.generate``) at ``temperature``, as
-    text (the tokens before end-of-sequence; pad and unk are never sampled: :func:`never_sampled`). Prompts of one token length are generated together, so nothing is
-    padded; the sampling draws from its own seeded stream (the global generator is left as it was)."""
+    text (the tokens before end-of-sequence; pad and unk are never sampled: :func:`never_sampled`). Prompts of one
+    token length are generated together, so nothing is padded; the sampling draws from its own seeded stream (the
+    global generator is left as it was)."""
     import torch
 
     ids = [tokenizer(p)["input_ids"] for p in prompts]

@@ -2,8 +2,8 @@
 or GRPO (Shao et al. 2024) with ``advantage: grpo``.
 
 Models (all Hugging Face ``transformers`` directories written with ``save_pretrained``):
-- π^RL: the causal LM the source names (``data.policy``: the ``lm-sft`` run's ``model/``), trained; dropout off (every model is kept in eval mode,
-  Rossi §15.2.9);
+- π^RL: the causal LM the source names (``data.policy``: the ``lm-sft`` run's ``model/``), trained; dropout off
+  (every model is kept in eval mode, Rossi §15.2.9); pad and unk are never sampled (probability 0);
 - π^SFT: a frozen copy of the same directory, the reference of the KL penalty (no gradient, never updated);
 - r̂: the frozen reward model at ``reward_path`` (``AutoModelForSequenceClassification``, ``num_labels=1``, the
   ``lm-reward`` run's ``model/``, on the policy's token ids): read as ``lm-reward`` reads it, at the end-of-sequence
@@ -193,7 +193,7 @@ class RLHFPPO(RLModule):
     def score_rollout(self, td: TensorDict) -> dict[str, torch.Tensor]:
         """Per sequence: the reward model's r̂ on the last generated token, and the summed log-ratio to the reference;
         per token: π^RL's and π^SFT's log-probs at the sampling temperature. No collective calls (evaluation)."""
-        ids, am, mask, pos, p = self._split(td)
+        ids, am, mask, _, p = self._split(td)
         tokens, t = ids[:, p:], self.hp.temperature
         logp = token_logprobs(self._logits(self.policy, td), tokens, t) * mask
         ref_logp = token_logprobs(self._logits(self.reference, td), tokens, t) * mask

@@ -15,6 +15,16 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+def mask_tokens(logits: torch.Tensor, never: list[int]) -> torch.Tensor:
+    """``logits`` in float32 with the columns of the tokens a policy never samples (``never``: pad, unk) set to
+    −1e9: their probability is 0 at any temperature, as ``generate(suppress_tokens=never)`` samples them, and no
+    entropy term meets 0·(−inf)."""
+    out = logits.float()
+    if not never:
+        return out
+    return out.index_fill(-1, torch.tensor(never, device=logits.device), -1e9)
+
+
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """H[softmax(logits / T)] per position, in float32."""
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)

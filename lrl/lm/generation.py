@@ -26,7 +26,6 @@ task's corpus (``task.corpus``), tokenised with right padding; every batch carri
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -42,62 +41,21 @@ from lrl.data.dataset import OfflineStream
 from lrl.data.ranked import BatchStream, RankedDataModule
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
 from lrl.errors import RecipeError
-from lrl.estimators.tokens import response_mask, token_logprobs
+from lrl.estimators.tokens import mask_tokens, response_mask, token_logprobs
+from lrl.lm.task import get_task
 from lrl.recipe.schema import EnvConfig, EvalConfig
 from lrl.spec import Spec
 
 log = logging.getLogger("lrl")
 
 
-# --- the task and the tokenizer ------------------------------------------------------------------------------------
-def get_task(name: str) -> Any:
-    """The task (``corpus``, ``prompts``, ``score``): a name known to ``lrl.lm.task.get_task``, or an import path
-    ``package.module:factory`` (a class or a function returning the task). One :class:`RecipeError` line otherwise."""
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise RecipeError(f"data.task={name}: cannot be imported ({err})") from None
-        task = obj() if callable(obj) else obj
-    else:
-        try:
-            from lrl.lm.task import get_task as named  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise RecipeError(f"data.task={name}: no task registry (lrl.lm.task) here; name a task by import path "
-                              "package.module:factory") from None
-        task = named(name)
-    for member in ("corpus", "prompts", "score"):
-        if not callable(getattr(task, member, None)):
-            raise RecipeError(f"data.task={name}: has no {member}() (a task needs corpus, prompts and score)")
-    return task
-
-
-def quiet_transformers() -> None:
-    """No progress bars or advisory warnings from ``transformers`` on lrl's console."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def load_tokenizer(path: str, what: str = "data.tokenizer") -> Any:
-    """A local tokenizer directory (``save_pretrained``) with a pad and an end-of-sequence token; one line if not."""
-    if not Path(path).is_dir():
-        raise RecipeError(f"{what}={path}: no such directory (a tokenizer saved with save_pretrained; the SFT "
-                          "model's directory holds one: train that stage first)")
-    quiet_transformers()
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, TypeError) as err:
-        raise RecipeError(f"{what}={path}: not a tokenizer directory ({' '.join(str(err).split())[:160]})") from None
-    if tok.eos_token_id is None:
-        raise RecipeError(f"{what}={path}: the tokenizer has no end-of-sequence token (eos_token)")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
+# --- the policy directory -----------------------------------------------------------------------------------------
+def sft_missing(policy: str, task: str) -> str:
+    """The advice when the SFT model directory does not exist: the command that writes it."""
+    p = Path(policy)
+    run_dir = str(p.parent) if p.name == "model" else "DIR"
+    return (f"train the SFT stage first: lrl train lm-sft/{task} --run-dir {run_dir}"
+            + ("" if p.name == "model" else " (then data.policy=DIR/model)"))
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -109,12 +67,14 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 class TokenSampler(nn.Module):
     """The collection policy of a language model: ``(prompt_ids, prompt_mask, seed) -> {"tokens", "mask",
     "sample_log_prob"}``. Batched sampling with a KV cache (``generate``) from the full softmax at ``temperature``
-    (no top-k / top-p), seeded inside a forked RNG; the log-probs are log softmax(logits / T) at the sampled
-    tokens."""
+    (no top-k / top-p) over every token but ``never`` (pad, unk: lrl.lm.models.never_sampled), seeded inside a
+    forked RNG; the log-probs are log softmax(logits / T) at the sampled tokens, ``never`` at probability 0."""
 
-    def __init__(self, model: nn.Module, temperature: float, eos_id: int, pad_id: int) -> None:
+    def __init__(self, model: nn.Module, temperature: float, eos_id: int, pad_id: int,
+                 never: list[int] | None = None) -> None:
         super().__init__()
         self.model, self.temperature, self.eos_id, self.pad_id = model, temperature, eos_id, pad_id
+        self.never = list(never or [])
 
     @torch.no_grad()
     def forward(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, seed: int,  # type: ignore[override]
@@ -123,7 +83,8 @@ class TokenSampler(nn.Module):
 
         cfg = GenerationConfig(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
                                max_new_tokens=max_new_tokens, min_new_tokens=1, pad_token_id=self.pad_id,
-                               eos_token_id=self.eos_id, output_logits=True, return_dict_in_generate=True)
+                               eos_token_id=self.eos_id, suppress_tokens=self.never or None, output_logits=True,
+                               return_dict_in_generate=True)
         devices = [prompt_ids.device] if prompt_ids.device.type == "cuda" else []
         was_training = self.model.training
         self.model.eval()
@@ -133,7 +94,7 @@ class TokenSampler(nn.Module):
                                       generation_config=cfg)
         self.model.train(was_training)
         tokens = out.sequences[:, prompt_ids.shape[1]:]
-        logits = torch.stack(out.logits, 1)
+        logits = mask_tokens(torch.stack(out.logits, 1), self.never)  # output_logits are the raw logits
         mask = response_mask(tokens, self.eos_id)
         logp = token_logprobs(logits, tokens, self.temperature) * mask
         return {"tokens": tokens, "mask": mask, "sample_log_prob": logp}
@@ -149,14 +110,15 @@ class PromptsDataModule(RankedDataModule):
                                           "group", "true_score")
 
     def __init__(self, *, env: EnvConfig | None, spec: Spec, seed: int, budget: int, clock_unit: ClockUnit,
-                 schedule: Schedule, task: str, tokenizer: str, prompts_per_batch: int = 16,
+                 schedule: Schedule, policy: str, task: str = "reverse", prompts_per_batch: int = 16,
                  samples_per_prompt: int = 1, max_new_tokens: int = 16, train_prompts: int = 1024,
                  eval_prompts: int = 64, eval_samples_shown: int = 16, ptx_batch_size: int = 0,
                  ptx_corpus: int = 1024, streams: dict[str, Any] | None = None) -> None:
         """
         Args:
-            task: the task (``lrl.lm.task`` name, or ``package.module:factory``): prompts, corpus, hidden score.
-            tokenizer: the tokenizer directory (the SFT model's directory holds it).
+            policy: the SFT model directory (the ``lm-sft`` run's ``model/``): its tokenizer encodes the prompts and
+                ``rlhf-ppo`` starts π^RL and the frozen reference from it (the spec's ``id``).
+            task: the synthetic task (``lrl.lm.task``): prompts, corpus and hidden score.
             prompts_per_batch: prompts per collection step, global across ranks.
             samples_per_prompt: responses sampled per prompt (K; GRPO's group, ≥ 2 for ``algo.advantage=grpo``).
             max_new_tokens: the longest response.
@@ -168,7 +130,7 @@ class PromptsDataModule(RankedDataModule):
             streams: further named offline streams, ``{name: {path, batch_size}}``.
         """
         super().__init__(seed=seed, budget=budget, clock_unit=clock_unit, streams=streams)
-        self.spec, self.task_name, self.tokenizer_path = spec, task, tokenizer
+        self.spec, self.task_name, self.policy = spec, task, policy
         self.prompts_per_batch, self.samples_per_prompt = prompts_per_batch, samples_per_prompt
         self.max_new_tokens, self.train_prompts = max_new_tokens, train_prompts
         self.eval_prompts, self.eval_samples_shown = eval_prompts, eval_samples_shown
@@ -193,11 +155,17 @@ class PromptsDataModule(RankedDataModule):
     # --- declarations --------------------------------------------------------------------------------------------
     @classmethod
     def probe_spec(cls, env: EnvConfig | None, args: dict[str, Any]) -> Spec:
-        """The tokenizer's spec: token-id observations and token actions over its vocabulary."""
-        tok = load_tokenizer(args["tokenizer"])
+        """The policy's spec (``id``: its directory): token-id observations and token actions over its tokenizer's
+        vocabulary. A missing directory is one line naming the command that trains it; a directory that is not a
+        causal LM with a fitting tokenizer is one line too."""
+        from lrl.lm.models import load_causal_lm
+
+        task = args.get("task", "reverse")
+        get_task(task)
+        policy = str(args["policy"])
+        tok = load_causal_lm(policy, "data.policy", sft_missing(policy, task))[1]
         n = len(tok)
-        return Spec(id=f"tokenizer:{args['tokenizer']}", obs_shape=(1,), action_kind="token", action_dim=n,
-                    obs_kind="tokens", vocab_size=n)
+        return Spec(id=policy, obs_shape=(1,), action_kind="token", action_dim=n, obs_kind="tokens", vocab_size=n)
 
     @classmethod
     def check_args(cls, args: dict[str, Any], env: EnvConfig | None, schedule: Schedule, consumes: Consumes,
@@ -215,9 +183,11 @@ class PromptsDataModule(RankedDataModule):
 
     # --- set-up ----------------------------------------------------------------------------------------------------
     def _ensure_task(self) -> None:
+        from lrl.lm.models import load_tokenizer
+
         if self.task is None:
             self.task = get_task(self.task_name)
-            self.tokenizer = load_tokenizer(self.tokenizer_path)
+            self.tokenizer = load_tokenizer(self.policy, "data.policy")
             self.pool = list(self.task.prompts("train", self.train_prompts, self.seed))
 
     def _ptx_data(self, n: int) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 TOKENIZER_CORPUS = (2000, 0)  # (texts, seed) a task's tokenizer is trained on: fixed, so every stage agrees
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
@@ -35,7 +35,7 @@ def _quiet_transformers() -> None:
 def train_tokenizer(task: Task) -> PreTrainedTokenizerFast:
     """A character-level WordLevel tokenizer trained with ``tokenizers`` on the task's corpus (deterministic), with
     ``<pad>``, ``<eos>`` and ``<unk>``; right padding."""
-    _quiet_transformers()
+    quiet_transformers()
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -58,7 +58,7 @@ def build_tokenizer(task: Task, out_dir: str | Path) -> PreTrainedTokenizerFast:
 def tiny_lm(tokenizer: PreTrainedTokenizerFast, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
             n_positions: int = 32) -> PreTrainedModel:
     """A GPT-2 built from a config (random weights, no dropout: seed 004 §15.2.9) for ``tokenizer``."""
-    _quiet_transformers()
+    quiet_transformers()
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
@@ -71,7 +71,7 @@ def tiny_lm(tokenizer: PreTrainedTokenizerFast, n_layer: int = 2, n_embd: int = 
 def tiny_reward_model(tokenizer: PreTrainedTokenizerFast, n_layer: int = 1, n_embd: int = 32, n_head: int = 2,
                       n_positions: int = 32) -> PreTrainedModel:
     """A fresh GPT-2 sequence classifier with one output (a reward model smaller than the policy)."""
-    _quiet_transformers()
+    quiet_transformers()
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
@@ -111,15 +111,16 @@ def _vocab_rows(model: Any) -> int:
     return int(model.get_input_embeddings().weight.shape[0])
 
 
-def load_tokenizer(path: str | Path, what: str = "model") -> PreTrainedTokenizerFast:
-    """The tokenizer saved in a model directory, with a pad token distinct from end-of-sequence."""
-    _quiet_transformers()
+def load_tokenizer(path: str | Path, what: str = "model", missing: str = "") -> PreTrainedTokenizerFast:
+    """The tokenizer saved in a model directory, with a pad token distinct from end-of-sequence. ``missing``: what
+    to do when the directory does not exist (e.g. the command that trains the stage writing it)."""
+    quiet_transformers()
     from transformers import AutoTokenizer
 
     p = Path(path)
     if not p.is_dir():
-        raise RecipeError(f"{what}={path}: no such directory (a transformers model directory saved with "
-                          "save_pretrained)")
+        raise RecipeError(f"{what}={path}: no such directory; "
+                          + (missing or "a transformers model directory saved with save_pretrained"))
     try:
         tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as err:
@@ -134,8 +135,9 @@ def load_tokenizer(path: str | Path, what: str = "model") -> PreTrainedTokenizer
     return tok  # type: ignore[return-value]
 
 
-def _load(path: str | Path, what: str, auto: str, **kwargs: Any) -> tuple[Any, PreTrainedTokenizerFast]:
-    tok = load_tokenizer(path, what)
+def _load(path: str | Path, what: str, auto: str, missing: str = "", **kwargs: Any
+          ) -> tuple[Any, PreTrainedTokenizerFast]:
+    tok = load_tokenizer(path, what, missing)
     import transformers
 
     try:
@@ -152,16 +154,19 @@ def _load(path: str | Path, what: str, auto: str, **kwargs: Any) -> tuple[Any, P
     return model, tok
 
 
-def load_causal_lm(path: str | Path, what: str = "model") -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def load_causal_lm(path: str | Path, what: str = "model", missing: str = ""
+                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Any local ``transformers`` causal-LM directory and its tokenizer; a directory that is not one, or a tokenizer
-    that does not fit the model's vocabulary, is one :class:`RecipeError` line."""
-    return _load(path, what, "AutoModelForCausalLM")
+    that does not fit the model's vocabulary, is one :class:`RecipeError` line (``missing``: the advice when the
+    directory does not exist)."""
+    return _load(path, what, "AutoModelForCausalLM", missing)
 
 
-def load_reward_model(path: str | Path, what: str = "model") -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def load_reward_model(path: str | Path, what: str = "model", missing: str = ""
+                      ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A reward-model directory (``AutoModelForSequenceClassification`` with one label) and its tokenizer. Pointed at a
     causal-LM directory, its transformer body is loaded and the score head is new."""
-    model, tok = _load(path, what, "AutoModelForSequenceClassification", num_labels=1)
+    model, tok = _load(path, what, "AutoModelForSequenceClassification", missing, num_labels=1)
     if model.config.num_labels != 1:
         raise RecipeError(f"{what}={path}: a reward model has one output (num_labels=1), this one has "
                           f"{model.config.num_labels}")
@@ -176,6 +181,13 @@ def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int
     if enc["input_ids"].shape[1] > max_length:
         raise RecipeError(f"a text is {enc['input_ids'].shape[1]} tokens long, more than max_length={max_length}")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def never_sampled(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """The special tokens other than end-of-sequence (pad, unk): no response ever contains them, so a response's
+    tokens and its decoded text (``skip_special_tokens``) say the same thing to the scorer and the reward model.
+    Generation suppresses them; rlhf-ppo's log-probs give them probability 0 (lrl.estimators.tokens.mask_tokens)."""
+    return sorted({int(i) for i in tokenizer.all_special_ids} - {int(tokenizer.eos_token_id)})
 
 
 def spec_model_dir(spec: Any) -> str | None:
@@ -195,8 +207,9 @@ def spec_tokenizer(spec: Any) -> PreTrainedTokenizerFast:
 def sample_responses(model: Any, tokenizer: PreTrainedTokenizerFast, prompts: list[str], k: int, *,
                      temperature: float, max_new_tokens: int, seed: int, batch: int = 256) -> list[list[str]]:
     """``k`` responses per prompt sampled from ``model`` with a KV cache (``model.generate``) at ``temperature``, as
-    text (the tokens before end-of-sequence). Prompts of one token length are generated together, so nothing is
-    padded; the sampling draws from its own seeded stream (the global generator is left as it was)."""
+    text (the tokens before end-of-sequence; pad and unk are never sampled: :func:`never_sampled`). Prompts of one
+    token length are generated together, so nothing is padded; the sampling draws from its own seeded stream (the
+    global generator is left as it was)."""
     import torch
 
     ids = [tokenizer(p)["input_ids"] for p in prompts]
@@ -215,7 +228,8 @@ def sample_responses(model: Any, tokenizer: PreTrainedTokenizerFast, prompts: li
                 x = torch.tensor([ids[i] for i in part], device=device)
                 gen = model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True,
                                      temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                     suppress_tokens=never_sampled(tokenizer) or None)
                 for i, row in zip(part, gen[:, length:].tolist(), strict=True):
                     if tokenizer.eos_token_id in row:
                         row = row[:row.index(tokenizer.eos_token_id)]

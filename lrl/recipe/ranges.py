@@ -187,7 +187,6 @@ RULES: dict[str, Rule] = {
     "kl_horizon": COUNT,  # rlhf-ppo: Ziegler's controller horizon, in sequences
     "ptx_coef": COEF,  # rlhf-ppo: λ of PPO-ptx
     "temperature": real(gt=0, note="logits are divided by it"),
-    "policy_path": Rule("path", note="a transformers model directory (save_pretrained)"),
     "reward_path": Rule("path", note="a transformers sequence-classification directory (num_labels=1)"),
     "adaptive_tolerance": real(gt=1, note="the adaptive rule compares KL with δ·tol and δ/tol"),
     "adaptive_factor": real(gt=1, note="β is multiplied or divided by it"),
@@ -237,8 +236,7 @@ RULES: dict[str, Rule] = {
     "max_samples": integer(ge=1, null=True),  # None = every transition of the dataset
     "streams": Rule("streams", nullable=True),
     # --- data: prompts for language models (lrl/lm/generation.py) ----------------------------------------------------
-    "task": Rule("path", note="a task name (lrl.lm.task) or package.module:factory"),
-    "tokenizer": Rule("path", note="a tokenizer directory (save_pretrained)"),
+    "task": Rule("path", note="a task name (lrl.lm.task)"),
     "prompts_per_batch": COUNT,
     "samples_per_prompt": COUNT,
     "max_new_tokens": COUNT,

@@ -77,9 +77,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
 HALF = 1024
 
 
-# Algorithms that learn from a dataset on a steps clock: their resume, bf16 and DDP cases are in their own file.
+# Algorithms that learn from a dataset on a steps clock, or from prompts with model directories built by earlier
+# stages: their resume, bf16 and DDP cases are in their own file.
 ELSEWHERE = {"bc": "tests/integration/test_bc.py", "lm-sft": "tests/integration/test_lm_stages.py",
-             "lm-reward": "tests/integration/test_lm_stages.py"}
+             "lm-reward": "tests/integration/test_lm_stages.py", "rlhf-ppo": "tests/integration/test_rlhf_ppo.py"}
 
 
 def test_every_algorithm_has_a_case() -> None:

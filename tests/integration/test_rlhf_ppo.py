@@ -1,6 +1,7 @@
-"""rlhf-ppo end to end on tiny GPT-2 models (tests/lm_helpers.py): the SEED-NOTES H2 checks that need the models
-(initial KL 0 and rewards [0, …, 0, r̂], value head = reward head, sampling temperature, no dropout, frozen
-reference and reward model), one update against a hand-written reference, the CLI, exact resume and bf16-mixed."""
+"""rlhf-ppo end to end on tiny GPT-2 models built with lrl.lm.models (tests/lm_helpers.py) on the ``reverse`` task:
+the SEED-NOTES H2 checks that need the models (initial KL 0 and rewards [0, …, 0, r̂], value head = reward head,
+sampling temperature, no dropout, frozen reference and reward model), r̂ read as lm-reward reads it, one update
+against a hand-written reference, the CLI, exact resume, bf16-mixed and the one-line errors of the chain."""
 
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _recipe(tmp: Path, models: tuple[Path, Path], prompts: int = 16, **algo: Any) -> Path:
     policy, reward = models
-    data = {"name": "prompts", "task": "tests.lm_helpers:TinyAdd", "tokenizer": str(policy), "prompts_per_batch": 8,
-            "max_new_tokens": 4, "train_prompts": 24, "eval_prompts": 8}
+    data = {"name": "prompts", "task": "reverse", "policy": str(policy), "prompts_per_batch": 8,
+            "max_new_tokens": 6, "train_prompts": 24, "eval_prompts": 8}
     data.update(algo.pop("data", {}))
     trainer = {"accelerator": "cpu", **algo.pop("trainer", {})}
     recipe = {"name": "rlhf-tiny", "seed": 0,
-              "algo": {"name": "rlhf-ppo", "policy_path": str(policy), "reward_path": str(reward), "epochs": 2,
+              "algo": {"name": "rlhf-ppo", "reward_path": str(reward), "epochs": 2,
                        "minibatch_size": 4, "lr": 1e-3, **algo},
               "data": data, "budget": {"prompts": prompts}, "trainer": trainer,
               "eval": {"every": 0}, "checkpoint": {"every": 8, "every_minutes": 0},
@@ -51,20 +52,23 @@ def _fresh(models: tuple[Path, Path], **hp: Any) -> Any:
     from lrl.algos.rlhf_ppo.module import RLHFPPO
     from lrl.lm.generation import PromptsDataModule
 
-    spec = PromptsDataModule.probe_spec(None, {"tokenizer": str(models[0])})
-    return RLHFPPO(spec, policy_path=str(models[0]), reward_path=str(models[1]), **hp)
+    spec = PromptsDataModule.probe_spec(None, {"policy": str(models[0]), "task": "reverse"})
+    return RLHFPPO(spec, reward_path=str(models[1]), **hp)
 
 
-def _rollout(module: Any, models: tuple[Path, Path], temperature: float = 1.0, n: int = 6) -> Any:
+PROMPTS = ["123>", "98765>", "4021>", "555>", "70136>", "8642>"]  # 3-5 digits: left padding of 0-2 tokens
+
+
+def _rollout(module: Any, models: tuple[Path, Path], temperature: float = 1.0, n: int = 6,
+             max_new_tokens: int = 5) -> Any:
     from tensordict import TensorDict
 
-    from lrl.lm.generation import load_tokenizer
+    from lrl.lm.models import load_tokenizer
 
     tok = load_tokenizer(str(models[0]))
     tok.padding_side = "left"
-    enc = tok([f"{i} + {i + 1} =" if i % 2 else f"{i} + 3 + 4 =" for i in range(n)], return_tensors="pt",
-              padding=True)
-    out = module.collection_policy()(enc["input_ids"], enc["attention_mask"], 123, 5)
+    enc = tok([PROMPTS[i % len(PROMPTS)] for i in range(n)], return_tensors="pt", padding=True)
+    out = module.collection_policy()(enc["input_ids"], enc["attention_mask"], 123, max_new_tokens)
     return TensorDict({"input_ids": torch.cat([enc["input_ids"], out["tokens"]], 1),
                        "attention_mask": torch.cat([enc["attention_mask"].bool(), out["mask"]], 1),
                        "response_mask": out["mask"], "sample_log_prob": out["sample_log_prob"],
@@ -90,20 +94,30 @@ def test_at_initialisation_kl_is_zero_rewards_are_the_score_at_the_end_and_value
     torch.testing.assert_close(td["value_target"], expected)
 
 
-def test_reward_is_read_at_the_last_generated_token_whatever_the_padding(models: tuple[Path, Path]) -> None:
-    module = _fresh(models)
-    td = _rollout(module, models)
-    score = module.score_rollout(td)["reward"]
-    from lrl.algos.rlhf_ppo.loss import last_index
+def test_reward_is_lm_rewards_score_of_the_same_text_whatever_the_padding_or_the_cut(
+        models: tuple[Path, Path]) -> None:
+    """rlhf-ppo reads r̂ on left-padded prompts + right-padded responses; lm-reward trains and scores
+    ``prompt + response + eos`` right-padded (lrl.lm.models.encode). Both must give the same number for the same
+    text: for responses that stopped at eos and for responses cut at max_new_tokens (eos appended for the reading)."""
+    from lrl.algos.lm_reward.module import LMReward
+    from lrl.data.lm_text import LMPrefsDataModule
+    from lrl.lm.models import encode
 
-    for b in range(td.shape[0]):  # the same sequence alone, unpadded, through the HF classifier
-        p = td["input_ids"].shape[1] - td["response_mask"].shape[1]
-        keep = td["attention_mask"][b].clone()
-        keep[p + int(last_index(td["response_mask"][b:b + 1])) + 1:] = False
-        ids = td["input_ids"][b][keep][None]
-        with torch.no_grad():
-            alone = module.reward_model(input_ids=ids).logits[0, 0]
-        assert score[b].item() == pytest.approx(alone.item(), abs=1e-4)
+    module = _fresh(models)
+    td = _rollout(module, models, n=12, max_new_tokens=3)
+    read = module.score_rollout(td)["reward"]
+    tok, mask = module.tokenizer, td["response_mask"]
+    tokens = td["input_ids"][:, -mask.shape[1]:]
+    ended = (tokens == tok.eos_token_id).any(-1)
+    assert ended.any() and not ended.all()  # both kinds of response are checked
+    responses = tok.batch_decode(torch.where(mask, tokens, tok.pad_token_id), skip_special_tokens=True)
+    texts = [PROMPTS[i % len(PROMPTS)] + r for i, r in enumerate(responses)]
+    # lm-reward's own module, started from the reward-model directory (its trained head), on its own encoding
+    rm_spec = LMPrefsDataModule.probe_spec(None, {"policy": str(models[1]), "task": "reverse", "max_length": 16})
+    lm_reward = LMReward(rm_spec, init="policy")
+    with torch.no_grad():
+        expected = lm_reward.rewards(**encode(tok, texts, 16))
+    torch.testing.assert_close(read, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_dropout_is_off_in_the_policy_even_in_train_mode(tmp_path: Path) -> None:
@@ -133,7 +147,9 @@ def test_one_update_matches_a_hand_written_reference_and_frozen_models_get_no_gr
     ids, am, mask = td["input_ids"], td["attention_mask"].long(), td["response_mask"]
     p = ids.shape[1] - mask.shape[1]
     pos = (am.cumsum(-1) - 1).clamp_min(0)
-    logits = ref.policy(input_ids=ids, attention_mask=am, position_ids=pos).logits[:, p - 1:-1]
+    logits = ref.policy(input_ids=ids, attention_mask=am, position_ids=pos).logits[:, p - 1:-1].clone()
+    tok = ref.tokenizer
+    logits[..., [tok.pad_token_id, tok.unk_token_id]] = -1e9  # pad and unk are never sampled: probability 0
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, ids[:, p:, None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -210,16 +226,39 @@ def test_grpo_and_bf16_mixed_runs(tmp_path: Path, models: tuple[Path, Path]) -> 
     assert (tmp_path / "g/checkpoints/last.ckpt").is_file()
 
 
-def test_bad_model_directory_is_one_line(tmp_path: Path, models: tuple[Path, Path]) -> None:
+def test_missing_stages_and_bad_directories_are_one_line(tmp_path: Path, models: tuple[Path, Path]) -> None:
     (tmp_path / "empty").mkdir()
     from lrl.algos.rlhf_ppo.module import RLHFPPO
     from lrl.lm.generation import PromptsDataModule
+    from lrl.lm.models import build_tokenizer, save_model, tiny_reward_model
+    from lrl.lm.task import get_task
 
-    spec = PromptsDataModule.probe_spec(None, {"tokenizer": str(models[0])})
-    with pytest.raises(RecipeError, match=r"algo.policy_path=.*not a transformers causal-LM model directory"):
-        RLHFPPO(spec, policy_path=str(tmp_path / "empty"), reward_path=str(models[1]))
-    with pytest.raises(RecipeError, match=r"data.tokenizer=.*not a tokenizer directory"):
-        PromptsDataModule.probe_spec(None, {"tokenizer": str(tmp_path / "empty")})
+    def probe(policy: Path) -> Any:
+        return PromptsDataModule.probe_spec(None, {"policy": str(policy), "task": "reverse"})
+
+    missing = tmp_path / "runs" / "lm-sft-reverse" / "model"
+    with pytest.raises(RecipeError, match=r"^data.policy=.*: no such directory; train the SFT stage first: "
+                                          r"lrl train lm-sft/reverse --run-dir .*runs/lm-sft-reverse$"):
+        probe(missing)
+    with pytest.raises(RecipeError, match=r"^data.policy=.*empty: no tokenizer found there"):
+        probe(tmp_path / "empty")
+    spec = probe(models[0])
+    with pytest.raises(RecipeError, match=r"^algo.reward_path=.*: no such directory; train the reward model first: "
+                                          r"lrl train lm-reward/<task> --run-dir .*runs/lm-reward-reverse "):
+        RLHFPPO(spec, reward_path=str(tmp_path / "runs" / "lm-reward-reverse" / "model"))
+    # a reward model on other token ids (the arith task's tokenizer) cannot score the policy's tokens
+    other = build_tokenizer(get_task("arith"), tmp_path / "arith-tok")
+    save_model(tiny_reward_model(other), other, tmp_path / "arith-rm")
+    with pytest.raises(RecipeError, match=r"^algo.reward_path=.*arith-rm: its tokenizer is not the policy's"):
+        RLHFPPO(spec, reward_path=str(tmp_path / "arith-rm"))
+
+
+def test_cli_names_the_missing_stage_in_one_line(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    proc = run_lrl("train", "rlhf-ppo/reverse", "--run-dir", str(tmp_path / "r"),
+                   "data.policy=" + str(tmp_path / "nowhere" / "model"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "train the SFT stage first: lrl train lm-sft/reverse --run-dir " + str(tmp_path / "nowhere"))
 
 
 @pytest.mark.slow  # ~50 s on 2 cores: two processes each import torch, Lightning and transformers

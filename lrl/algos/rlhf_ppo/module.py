@@ -2,11 +2,13 @@
 or GRPO (Shao et al. 2024) with ``advantage: grpo``.
 
 Models (all Hugging Face ``transformers`` directories written with ``save_pretrained``):
-- π^RL: the causal LM at ``policy_path`` (the SFT model), trained; dropout off (every model is kept in eval mode,
-  Rossi §15.2.9);
+- π^RL: the causal LM the source names (``data.policy``: the ``lm-sft`` run's ``model/``), trained; dropout off
+  (every model is kept in eval mode, Rossi §15.2.9); pad and unk are never sampled (probability 0);
 - π^SFT: a frozen copy of the same directory, the reference of the KL penalty (no gradient, never updated);
-- r̂: the frozen reward model at ``reward_path`` (``AutoModelForSequenceClassification``, ``num_labels=1``): the score
-  head on the last generated token;
+- r̂: the frozen reward model at ``reward_path`` (``AutoModelForSequenceClassification``, ``num_labels=1``, the
+  ``lm-reward`` run's ``model/``, on the policy's token ids): read as ``lm-reward`` reads it, at the end-of-sequence
+  token of ``prompt + response + eos`` (a response cut at ``max_new_tokens`` gets the eos appended for the reading),
+  so r̂ here equals ``lm-reward``'s score of the same text;
 - V: a trainable copy of the reward model (Rossi §15.2.4: "initialised as a copy of the reward model"); per-token
   values V(s_t) = ``score(base_model(...))`` at the position of the token before a_t. Not built for GRPO.
 
@@ -54,33 +56,10 @@ from lrl.algos.rlhf_ppo.loss import (
 )
 from lrl.contract import Consumes
 from lrl.errors import RecipeError
+from lrl.estimators.tokens import mask_tokens
 from lrl.spec import Spec
 
 log = logging.getLogger("lrl")
-
-
-def _load(path: str, what: str, kind: Literal["causal", "score"]) -> nn.Module:
-    """A local ``transformers`` model directory; anything else is one :class:`RecipeError` line."""
-    from lrl.lm.generation import quiet_transformers
-
-    if not Path(path).is_dir():
-        raise RecipeError(f"{what}={path}: no such model directory (save_pretrained; train that stage first)")
-    quiet_transformers()
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    try:
-        if kind == "causal":
-            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise RecipeError(f"{what}={path}: not a transformers "
-                          f"{'causal-LM' if kind == 'causal' else 'sequence-classification'} model directory "
-                          f"({' '.join(str(err).split())[:160]})") from None
-    if kind == "score" and not isinstance(getattr(model, "score", None), nn.Module):
-        raise RecipeError(f"{what}={path}: the model has no `score` head (AutoModelForSequenceClassification with "
-                          "num_labels=1 expected)")
-    return model
 
 
 def _no_dropout(model: nn.Module) -> nn.Module:
@@ -103,7 +82,7 @@ class RLHFPPO(RLModule):
 
     def __init__(
         self, spec: Spec, *,
-        policy_path: str, reward_path: str, advantage: Literal["gae", "grpo"] = "gae",
+        reward_path: str, advantage: Literal["gae", "grpo"] = "gae",
         epochs: int = 4, minibatch_size: int | None = 16,
         lr: float = 1e-5, lr_schedule: Literal["constant", "linear"] = "constant", adam_eps: float = 1e-5,
         temperature: float = 1.0, kl_coef: float = 0.1, kl_target: float | None = None, kl_horizon: int = 10_000,
@@ -113,8 +92,9 @@ class RLHFPPO(RLModule):
     ) -> None:
         """
         Args:
-            policy_path: the SFT model directory: π^RL starts from it, the frozen reference is a copy of it.
-            reward_path: the reward-model directory: the frozen r̂, and the value model's starting point.
+            reward_path: the reward-model directory (the ``lm-reward`` run's ``model/``): the frozen r̂, and the value
+                model's starting point; its tokenizer must be the policy's (``data.policy``: π^RL starts from it,
+                the frozen reference is a copy of it).
             advantage: ``gae`` (PPO with a value head) or ``grpo`` (group-relative, no value head; needs
                 ``data.samples_per_prompt`` ≥ 2).
             epochs, minibatch_size: the update schedule, minibatches of ``minibatch_size`` sequences (global).
@@ -133,17 +113,25 @@ class RLHFPPO(RLModule):
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
-        self.policy: Any = _no_dropout(_load(policy_path, "algo.policy_path", "causal"))
-        self.reference: Any = _no_dropout(_load(policy_path, "algo.policy_path", "causal")).requires_grad_(False)
-        self.reward_model: Any = _no_dropout(_load(reward_path, "algo.reward_path", "score")).requires_grad_(False)
-        self.value_model: Any = (_no_dropout(_load(reward_path, "algo.reward_path", "score"))
+        from lrl.lm.models import load_causal_lm, load_reward_model, never_sampled, spec_model_dir
+
+        policy_path = spec_model_dir(spec)
+        if policy_path is None:
+            raise RecipeError("rlhf-ppo starts from a policy directory: set data.policy (the lm-sft run's model/)")
+        missing = (f"train the reward model first: lrl train lm-reward/<task> --run-dir {Path(reward_path).parent} "
+                   f"(with data.policy={policy_path})")
+        policy, self.tokenizer = load_causal_lm(policy_path, "data.policy")
+        self.never = never_sampled(self.tokenizer)
+        self.policy: Any = _no_dropout(policy)
+        self.reference: Any = _no_dropout(load_causal_lm(policy_path, "data.policy")[0]).requires_grad_(False)
+        reward, reward_tok = load_reward_model(reward_path, "algo.reward_path", missing)
+        if reward_tok.get_vocab() != self.tokenizer.get_vocab():
+            raise RecipeError(f"algo.reward_path={reward_path}: its tokenizer is not the policy's (data.policy="
+                              f"{policy_path}); the reward model must read the policy's token ids: train it with "
+                              "lm-reward on that policy (data.policy)")
+        self.reward_model: Any = _no_dropout(reward).requires_grad_(False)
+        self.value_model: Any = (_no_dropout(load_reward_model(reward_path, "algo.reward_path")[0])
                                  if advantage == "gae" else None)
-        models: list[tuple[str, Any]] = [("algo.policy_path", self.policy), ("algo.reward_path", self.reward_model)]
-        for what, model in models:
-            rows = model.get_input_embeddings().num_embeddings
-            if spec.vocab_size is not None and rows < spec.vocab_size:
-                raise RecipeError(f"{what}: the model has {rows} token embeddings but the tokenizer "
-                                  f"(data.tokenizer) has {spec.vocab_size} tokens; use the tokenizer saved with it")
         self.beta: torch.Tensor
         self.register_buffer("beta", torch.tensor(float(kl_coef), dtype=torch.float64))
         # the language models stay in eval mode on purpose (no dropout): Lightning's notice about it is noise
@@ -161,10 +149,8 @@ class RLHFPPO(RLModule):
     def collection_policy(self) -> nn.Module:
         from lrl.lm.generation import TokenSampler
 
-        cfg = self.policy.config
-        eos = cfg.eos_token_id if isinstance(cfg.eos_token_id, int) else cfg.eos_token_id[0]
-        pad = cfg.pad_token_id if cfg.pad_token_id is not None else eos
-        return TokenSampler(self.policy, self.hp.temperature, eos, pad)
+        tok = self.tokenizer
+        return TokenSampler(self.policy, self.hp.temperature, tok.eos_token_id, tok.pad_token_id, self.never)
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         raise TypeError("rlhf-ppo acts by sampling responses to prompts (its collection policy), not on observations")
@@ -178,24 +164,40 @@ class RLHFPPO(RLModule):
         return ids, am.long(), mask, position_ids(am), ids.shape[1] - mask.shape[1]
 
     def _logits(self, model: Any, td: TensorDict) -> torch.Tensor:
-        """Logits that predict the response tokens ``[B, R, V]`` (the positions before each of them)."""
+        """Logits that predict the response tokens ``[B, R, V]`` (the positions before each of them), float32, the
+        tokens never sampled (pad, unk) at probability 0 as in generation."""
         ids, am, _, pos, p = self._split(td)
-        return model(input_ids=ids, attention_mask=am, position_ids=pos).logits[:, p - 1:-1]
+        return mask_tokens(model(input_ids=ids, attention_mask=am, position_ids=pos).logits[:, p - 1:-1], self.never)
 
     def _values(self, td: TensorDict) -> torch.Tensor:
         ids, am, _, pos, p = self._split(td)
         return token_scores(self.value_model, ids, am, pos)[:, p - 1:-1]
 
+    def _reward(self, ids: torch.Tensor, am: torch.Tensor, mask: torch.Tensor, p: int) -> torch.Tensor:
+        """r̂ at the end-of-sequence token of ``prompt + response + eos``, as ``lm-reward`` trains and reads it: a
+        response cut at ``max_new_tokens`` (no eos) gets one appended in an extra column for this reading. Left
+        padding is skipped by the attention mask and the position ids, so a padded row reads as the unpadded text."""
+        from lrl.lm.generation import position_ids
+
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        last = p + last_index(mask)
+        ended = ids[rows, last] == self.tokenizer.eos_token_id
+        extra = torch.full_like(ids[:, :1], self.tokenizer.pad_token_id)
+        ids, am = torch.cat([ids, extra], 1), torch.cat([am, torch.zeros_like(am[:, :1])], 1)
+        at = last + (~ended).long()
+        ids[rows, at] = self.tokenizer.eos_token_id
+        am[rows, at] = 1
+        return token_scores(self.reward_model, ids, am, position_ids(am))[rows, at]
+
     @torch.no_grad()
     def score_rollout(self, td: TensorDict) -> dict[str, torch.Tensor]:
         """Per sequence: the reward model's r̂ on the last generated token, and the summed log-ratio to the reference;
         per token: π^RL's and π^SFT's log-probs at the sampling temperature. No collective calls (evaluation)."""
-        ids, am, mask, pos, p = self._split(td)
+        ids, am, mask, _, p = self._split(td)
         tokens, t = ids[:, p:], self.hp.temperature
         logp = token_logprobs(self._logits(self.policy, td), tokens, t) * mask
         ref_logp = token_logprobs(self._logits(self.reference, td), tokens, t) * mask
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        reward = token_scores(self.reward_model, ids, am, pos)[rows, p + last_index(mask)]
+        reward = self._reward(ids, am, mask, p)
         return {"reward": reward, "kl": (logp - ref_logp).sum(-1), "logp": logp, "ref_logp": ref_logp}
 
     @staticmethod
@@ -255,12 +257,11 @@ class RLHFPPO(RLModule):
         super().on_train_end()
         if not self.trainer.is_global_zero:
             return
+        from lrl.lm.models import save_model
+
         out = Path(self.trainer.default_root_dir) / "model"
         try:
-            self.policy.save_pretrained(out)
-            tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(out)
+            save_model(self.policy, self.tokenizer, out)
         except OSError as err:
             log.warning("could not write the final model to %s (%s); the checkpoint holds it", out, err)
 

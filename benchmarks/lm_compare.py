@@ -275,11 +275,11 @@ def _rows_from_stream(data: Any, tok: Any, prompt_end: str) -> list[dict[str, An
 
 def step_export(cfg: dict[str, Any]) -> None:
     import torch
-    from lrl.lm.models import load_tokenizer
-    from lrl.lm.task import get_task
 
     import lrl.launch as launch
     from lrl.contract import schedule_of
+    from lrl.lm.models import load_tokenizer
+    from lrl.lm.task import get_task
     from lrl.recipe.registry import algorithm_class, datamodule_class
     from lrl.recipe.schema import algo_arguments
 

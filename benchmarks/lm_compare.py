@@ -59,8 +59,8 @@ DEFAULTS = {
     "seed": 0,
     "sft_recipe": "lm-sft/reverse",
     "reward_recipe": "lm-reward/reverse",
-    "grpo_recipe": "rlhf-ppo/arith-grpo",  # rlhf-ppo's GRPO recipe, run on --task (data.task is overridden)
-    "ppo_recipe": "rlhf-ppo/arith",
+    "grpo_recipe": "rlhf-ppo/reverse-grpo",  # rlhf-ppo's GRPO recipe, run on --task (data.task is overridden)
+    "ppo_recipe": "rlhf-ppo/reverse",
     "rl_prompts": 2048,  # budget.prompts of both RL runs (the shipped recipes' 8192 is a 15-minute chain's)
     "eval_prompts": 500,  # held-out prompts the policies are scored on
     "eval_seed": 0,
@@ -154,7 +154,7 @@ def map_grpo(recipe: dict[str, Any], advantage: str) -> dict[str, Any]:
     algo.ignore("kl_horizon")  # only with kl_target
     algo.expect("ptx_coef", 0.0, "TRL's trainers have no PPO-ptx term")
     data.expect("ptx_batch_size", 0, "TRL's trainers have no PPO-ptx term")
-    data.ignore("ptx_corpus", "name", "task", "tokenizer", "train_prompts", "eval_prompts", "eval_samples_shown")
+    data.ignore("ptx_corpus", "name", "task", "policy", "train_prompts", "eval_prompts", "eval_samples_shown")
     data.expect("streams", (None, {}), "extra streams are not part of the comparison")
     ppb, k, mb = data.take("prompts_per_batch"), data.take("samples_per_prompt"), algo.take("minibatch_size")
     mb = mb or ppb * k
@@ -233,8 +233,8 @@ def _lrl_overrides(cfg: dict[str, Any], which: str) -> list[str]:
         return [*over, *cfg["reward_overrides"]]
     # what TRL cannot do is switched off on the lrl side too: the adaptive β (rl_recipe), PPO-ptx (and the ptx
     # stream lrl reads to measure the pretraining likelihood), whitening r̂ (PPO; TRL whitens no score)
-    over = [f"seed={cfg['seed']}", f"algo.policy_path={out / 'sft'}", f"algo.reward_path={out / 'rm'}",
-            f"data.tokenizer={out / 'sft'}", f"data.task={cfg['task']}", f"budget.prompts={cfg['rl_prompts']}",
+    over = [f"seed={cfg['seed']}", f"data.policy={out / 'sft'}", f"algo.reward_path={out / 'rm'}",
+            f"data.task={cfg['task']}", f"budget.prompts={cfg['rl_prompts']}",
             "eval.every=0", "eval.final=false", "checkpoint.every=0", "tracking.log_model=false",
             f"algo.advantage={which}", "algo.ptx_coef=0.0", "data.ptx_batch_size=0"]
     if which == "gae":

@@ -46,7 +46,7 @@ def _rl(advantage: str = "grpo", k: int = 4, ppb: int = 16, **algo: Any) -> dict
          "kl_coef": 0.1, "kl_target": None, "kl_horizon": 256, "gae_lambda": 0.95, "clip_range": 0.2,
          "clip_range_vf": 0.2, "vf_coef": 0.1, "ent_coef": 0.0, "whiten_reward": False, "normalize_advantage": True,
          "ptx_coef": 0.0, "max_grad_norm": 1.0, **algo}
-    d = {"name": "prompts", "task": "reverse", "tokenizer": "sft", "prompts_per_batch": ppb, "samples_per_prompt": k,
+    d = {"name": "prompts", "task": "reverse", "policy": "sft", "prompts_per_batch": ppb, "samples_per_prompt": k,
          "max_new_tokens": 8, "train_prompts": 2048, "eval_prompts": 256, "eval_samples_shown": 16,
          "ptx_batch_size": 0, "ptx_corpus": 1024, "streams": None}
     return {"seed": 3, "algo": a, "data": d, "budget": {"prompts": 2048}}

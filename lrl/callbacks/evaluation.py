@@ -22,17 +22,40 @@ log = logging.getLogger("lrl")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
 
 
-class Evaluation(L.Callback):
-    def __init__(self, env_cfg: EnvConfig, cfg: EvalConfig, seed: int, budget_reached: Callable[[], bool]) -> None:
-        self.env_cfg, self.cfg, self.seed = env_cfg, cfg, seed + EVAL_SEED_OFFSET
+class PeriodicEvaluation(L.Callback):
+    """When an evaluation runs: at every ``eval.every`` clock units crossed at a data boundary, and at the end when
+    the run finished its budget (``eval.final``). Subclasses say what an evaluation is (:meth:`run`)."""
+
+    def __init__(self, cfg: EvalConfig, seed: int, budget_reached: Callable[[], bool]) -> None:
+        self.cfg, self.seed = cfg, seed + EVAL_SEED_OFFSET
         self.budget_reached = budget_reached  # the final evaluation happens only when the run finished its budget
         self._bucket = 0
         self.last: dict[str, Any] | None = None
-        self.videos = EvalVideos(env_cfg, self.seed) if cfg.video else None
+
+    def run(self, trainer: L.Trainer, pl_module: Any) -> None:
+        raise NotImplementedError  # abstract: Evaluation and the language models' PromptEvaluation implement it
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         every = self.cfg.every
         self._bucket = data_source(trainer).clock // every if every else 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        source, every = data_source(trainer), self.cfg.every
+        if every and source.at_boundary and source.clock // every > self._bucket:
+            self._bucket = source.clock // every
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.cfg.final and self.budget_reached():
+            self.run(trainer, pl_module)
+
+
+class Evaluation(PeriodicEvaluation):
+    def __init__(self, env_cfg: EnvConfig, cfg: EvalConfig, seed: int, budget_reached: Callable[[], bool]) -> None:
+        super().__init__(cfg, seed, budget_reached)
+        self.env_cfg = env_cfg
+        self.videos = EvalVideos(env_cfg, self.seed) if cfg.video else None
 
     def run(self, trainer: L.Trainer, pl_module: Any) -> None:
         if not trainer.is_global_zero:
@@ -62,14 +85,3 @@ class Evaluation(L.Callback):
         if "success_rate" in result:
             text += f", success rate {result['success_rate']:.2f}"
         return text
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
-        source, every = data_source(trainer), self.cfg.every
-        if every and source.at_boundary and source.clock // every > self._bucket:
-            self._bucket = source.clock // every
-            self.run(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.cfg.final and self.budget_reached():
-            self.run(trainer, pl_module)

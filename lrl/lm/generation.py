@@ -36,7 +36,8 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from lrl.contract import Batch, ClockUnit, Consumes, Schedule, data_source, learner
+from lrl.callbacks.evaluation import PeriodicEvaluation
+from lrl.contract import Batch, ClockUnit, Consumes, Schedule, learner
 from lrl.data.dataset import OfflineStream
 from lrl.data.ranked import BatchStream, RankedDataModule
 from lrl.data.rng import rng_state, set_rng_state, trainer_device
@@ -326,32 +327,15 @@ class PromptsDataModule(RankedDataModule):
         return prompts, responses, td
 
 
-class PromptEvaluation(L.Callback):
+class PromptEvaluation(PeriodicEvaluation):
     """Every ``eval.every`` prompts and at the end (rank 0): sample one response per held-out prompt, log
     ``eval/true_score`` (the task's hidden score), ``eval/reward`` (the reward model) and ``eval/kl`` (summed
     log-ratio to the reference), print one line, and write the first prompt/response pairs as the MLflow text
     artifact ``samples/eval-<clock>.txt``. A failure to log the artifact warns once and never stops the run."""
 
     def __init__(self, cfg: EvalConfig, seed: int, budget_reached: Callable[[], bool]) -> None:
-        self.cfg, self.seed, self.budget_reached = cfg, seed + 1_000_000, budget_reached
-        self._bucket = 0
-        self.last: dict[str, Any] | None = None
+        super().__init__(cfg, seed, budget_reached)
         self._warned = False
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        every = self.cfg.every
-        self._bucket = data_source(trainer).clock // every if every else 0
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
-        source, every = data_source(trainer), self.cfg.every
-        if every and source.at_boundary and source.clock // every > self._bucket:
-            self._bucket = source.clock // every
-            self.run(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.cfg.final and self.budget_reached():
-            self.run(trainer, pl_module)
 
     def run(self, trainer: L.Trainer, pl_module: Any) -> None:
         if not trainer.is_global_zero:

@@ -55,29 +55,32 @@ def build_tokenizer(task: Task, out_dir: str | Path) -> PreTrainedTokenizerFast:
     return tok
 
 
+def _tiny_config(tokenizer: PreTrainedTokenizerFast, n_layer: int, n_embd: int, n_head: int,
+                 n_positions: int) -> Any:
+    """GPT-2's config for ``tokenizer``, dropout off (seed 004 §15.2.9), eos doubling as bos, the tokenizer's pad."""
+    quiet_transformers()
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                      n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)
+
+
 def tiny_lm(tokenizer: PreTrainedTokenizerFast, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
             n_positions: int = 32) -> PreTrainedModel:
     """A GPT-2 built from a config (random weights, no dropout: seed 004 §15.2.9) for ``tokenizer``."""
-    quiet_transformers()
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                     bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id)
-    return GPT2LMHeadModel(cfg)
+    return GPT2LMHeadModel(_tiny_config(tokenizer, n_layer, n_embd, n_head, n_positions))
 
 
 def tiny_reward_model(tokenizer: PreTrainedTokenizerFast, n_layer: int = 1, n_embd: int = 32, n_head: int = 2,
                       n_positions: int = 32) -> PreTrainedModel:
     """A fresh GPT-2 sequence classifier with one output (a reward model smaller than the policy)."""
-    quiet_transformers()
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2ForSequenceClassification
 
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                     bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id)
+    cfg = _tiny_config(tokenizer, n_layer, n_embd, n_head, n_positions)
     cfg.num_labels = 1
     return GPT2ForSequenceClassification(cfg)
 

@@ -178,6 +178,7 @@ def ppo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
         "policy_kwargs": _policy_kwargs(algo, ("Adam", {"eps": algo.take("adam_eps")})),
     }
     algo.ignore("compile")
+    algo.expect("encoder", None, why="these entries compare vector-observation MLP policies")
     algo.done()
     data.done()
     return out
@@ -203,6 +204,7 @@ def a2c_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
         "policy_kwargs": _policy_kwargs(algo, optimizer),  # an explicit optimizer_class overrides use_rms_prop
     }
     algo.ignore("compile")
+    algo.expect("encoder", None, why="these entries compare vector-observation MLP policies")
     algo.done()
     data.done()
     return out
@@ -232,6 +234,7 @@ def trpo_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
         "policy_kwargs": _policy_kwargs(algo, ("Adam", {"eps": algo.take("adam_eps")})),
     }
     algo.ignore("compile")
+    algo.expect("encoder", None, why="these entries compare vector-observation MLP policies")
     algo.done()
     data.done()
     return out
@@ -339,6 +342,7 @@ def dqn_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
                           **_optimizer_kwargs(algo)},
     })
     algo.ignore("compile")
+    algo.expect("encoder", None, why="these entries compare vector-observation MLP policies")
     algo.done()
     data.done()
     return out

@@ -130,6 +130,12 @@ class _Module:
     def process_rollout(self, td: TensorDict) -> TensorDict:
         return td
 
+    def relabel_rollout(self, td: TensorDict) -> TensorDict:  # no reward learner: the env's reward as it is
+        return td
+
+    def relabel_batch(self, td: TensorDict) -> TensorDict:
+        return td
+
     def set_clock(self, clock: int) -> None:
         self.clock = clock
 

@@ -32,6 +32,12 @@ class _Module(nn.Module):
     def process_rollout(self, td: Any) -> Any:
         return td
 
+    def relabel_rollout(self, td: Any) -> Any:  # no reward learner: the env's reward as it is
+        return td
+
+    def relabel_batch(self, td: Any) -> Any:
+        return td
+
     def collection_policy(self) -> nn.Module:
         from lrl.data.replay import UniformPolicy
 

@@ -57,7 +57,7 @@ def build_tokenizer(task: Task, out_dir: str | Path) -> PreTrainedTokenizerFast:
 
 def _tiny_config(tokenizer: PreTrainedTokenizerFast, n_layer: int, n_embd: int, n_head: int,
                  n_positions: int) -> Any:
-    """GPT-2's config for ``tokenizer``, dropout off (seed 004 §15.2.9), eos doubling as bos, the tokenizer's pad."""
+    """GPT-2's config for ``tokenizer``, dropout off (Rossi §15.2.9), eos doubling as bos, the tokenizer's pad."""
     quiet_transformers()
     from transformers import GPT2Config
 
@@ -69,7 +69,7 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast, n_layer: int, n_embd: int, 
 
 def tiny_lm(tokenizer: PreTrainedTokenizerFast, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
             n_positions: int = 32) -> PreTrainedModel:
-    """A GPT-2 built from a config (random weights, no dropout: seed 004 §15.2.9) for ``tokenizer``."""
+    """A GPT-2 built from a config (random weights, no dropout: Rossi §15.2.9) for ``tokenizer``."""
     from transformers import GPT2LMHeadModel
 
     return GPT2LMHeadModel(_tiny_config(tokenizer, n_layer, n_embd, n_head, n_positions))

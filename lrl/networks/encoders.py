@@ -10,7 +10,7 @@ The encoders are the convolutional part only; the fully connected layers after t
 ``activation: relu``, IMPALA's ``encoder: impala`` with ``hidden: [256]``.
 
 - ``nature``: Mnih et al. (2015), "Human-level control through deep reinforcement learning": conv 32×8×8 stride 4,
-  conv 64×4×4 stride 2, conv 64×3×3 stride 1, each with ReLU (seed 004 §2.4; SB3's ``NatureCNN``): 3136 features
+  conv 64×4×4 stride 2, conv 64×3×3 stride 1, each with ReLU (Rossi §2.4; SB3's ``NatureCNN``): 3136 features
   on 84×84 frames.
 - ``impala``: Espeholt et al. (2018), IMPALA's deep residual network: three stages of 16, 32, 32 channels, each a
   3×3 conv, a 3×3 max-pool of stride 2 and two residual blocks (ReLU, conv, ReLU, conv, + input), then ReLU

@@ -1,5 +1,5 @@
 """rlhf-ppo end to end on tiny GPT-2 models built with lrl.lm.models (tests/lm_helpers.py) on the ``reverse`` task:
-the SEED-NOTES H2 checks that need the models (initial KL 0 and rewards [0, …, 0, r̂], value head = reward head,
+the checks of Rossi ch. 15 that need the models (initial KL 0 and rewards [0, …, 0, r̂], value head = reward head,
 sampling temperature, no dropout, frozen reference and reward model), r̂ read as lm-reward reads it, one update
 against a hand-written reference, the CLI, exact resume, bf16-mixed and the one-line errors of the chain."""
 

@@ -1,4 +1,4 @@
-"""The LM stages' pieces (SEED-NOTES §6 H2): the reward-model losses against hand computations and library
+"""The LM stages' pieces (Rossi ch. 15): the reward-model losses against hand computations and library
 equivalents, the SFT likelihood against transformers' own loss, the tasks' hidden scorers on hand examples, the
 tokenizer, the sampler's determinism, and the one-line errors for a bad model directory."""
 

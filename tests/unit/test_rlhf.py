@@ -1,4 +1,4 @@
-"""Learning from preferences (SEED-NOTES H1, docs/rlhf.md): the Bradley-Terry loss against hand numbers, the reward
+"""Learning from preferences (Rossi ch. 14, Christiano et al. 2017; docs/rlhf.md): the Bradley-Terry loss against hand numbers, the reward
 model's refinements, the synthetic annotator, segment cutting, the relabel hook against a hand loop, and a poison
 test: the environment's reward never reaches the policy's loss."""
 

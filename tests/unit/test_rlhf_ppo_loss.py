@@ -1,4 +1,4 @@
-"""RLHF-PPO's estimators and losses against hand computations, slow loops and TorchRL's GRPOLoss (SEED-NOTES H2)."""
+"""RLHF-PPO's estimators and losses against hand computations, slow loops and TorchRL's GRPOLoss (Rossi ch. 15)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reward-model losses (seed 004 §15.2.3, eq. 15.4-15.6; SEED-NOTES §6 H2, §7 item 12), pure functions of the
+"""Reward-model losses (Rossi §15.2.3, eq. 15.4-15.6; Rossi ch. 15; the candidate indices of eq. 15.5/15.6 corrected to y_0..y_3), pure functions of the
 rewards r̂(x, y) the model gives each candidate.
 
 Indices follow the corrected equations: candidates y_0..y_{K-1} (the seed prints y_0, y_1, y_3, y_4 in 15.5), and the

@@ -1,4 +1,4 @@
-"""Reward model r̂(x, y) from preferences (seed 004 §15.2.2-15.2.3, eq. 15.4-15.6), docs/lm-rlhf.md.
+"""Reward model r̂(x, y) from preferences (Rossi §15.2.2-15.2.3, eq. 15.4-15.6), docs/lm-rlhf.md.
 
 r̂ is a ``transformers`` ``AutoModelForSequenceClassification`` with one output, read at the last non-pad token of
 ``prompt + response + eos`` (the end-of-sequence marker). It starts from the policy directory the preferences were

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning / pretraining of a causal language model (seed 004 §15.1-15.2.7, step (1)-(2) of the RLHF
+"""Supervised fine-tuning / pretraining of a causal language model (Rossi §15.1-15.2.7, step (1)-(2) of the RLHF
 pipeline): next-token likelihood on a corpus, docs/lm-rlhf.md.
 
 Each gradient step takes a minibatch of texts (``prompt + response + eos``, right-padded; source ``lm-text``) and

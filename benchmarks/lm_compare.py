@@ -329,26 +329,11 @@ def step_export(cfg: dict[str, Any]) -> None:
 def _timed_train(recipe_ref: str, overrides: list[str], run_dir: Path, tracking_uri: str,
                  data_cls: type | None = None) -> dict[str, float]:
     """lrl.launch.train with the clocks of vs_sb3.py (launch.run entered .. Trainer.fit returned)."""
-    import lightning as L
+    from vs_sb3 import phase_clocks
 
     import lrl.launch as launch
 
-    marks: dict[str, float] = {}
-    real_run, real_fit = launch.run, L.Trainer.fit
-
-    def timed_run(*a: Any, **kw: Any) -> Any:
-        marks.setdefault("start", time.perf_counter())
-        return real_run(*a, **kw)
-
-    def timed_fit(self: Any, *a: Any, **kw: Any) -> Any:
-        marks["fit_start"] = time.perf_counter()
-        try:
-            return real_fit(self, *a, **kw)
-        finally:
-            marks["fit_end"] = time.perf_counter()
-
-    launch.run = timed_run  # type: ignore[assignment]
-    L.Trainer.fit = timed_fit  # type: ignore[method-assign]
+    marks = phase_clocks()
     if data_cls is not None:
         real_loader = data_cls.train_dataloader
 

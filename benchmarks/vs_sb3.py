@@ -507,20 +507,13 @@ def _versions(*names: str) -> dict[str, str]:
 
 
 # --- workers (run in their own subprocess) -----------------------------------------------------------------------
-def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    # Everything lrl.launch.run imports lazily is imported here, before any clock starts (as SB3 is imported
-    # before its clock starts).
+def phase_clocks() -> dict[str, float]:
+    """Wrap ``lrl.launch.run`` and ``Trainer.fit`` (for the rest of this process) so the returned dict gets
+    ``start`` (run entered), ``fit_start`` and ``fit_end``: train time = fit_end − start, without start-up imports.
+    Also used by lm_compare.py, so both comparisons time lrl the same way."""
     import lightning.pytorch as pl
-    import mlflow  # noqa: F401  (imported lazily by Lightning's MLFlowLogger)
-    import torch
 
-    import lrl.callbacks
     import lrl.launch as launch
-    import lrl.tracking  # noqa: F401
-    from lrl.recipe.registry import algorithm_class, datamodule_class
-
-    algorithm_class(recipe["algo"]["name"])  # imports the algorithm and data modules (and torchrl, tensordict)
-    datamodule_class(recipe["data"]["name"])
 
     marks: dict[str, float] = {}
     real_run, real_fit = launch.run, pl.Trainer.fit
@@ -538,6 +531,24 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
     launch.run = timed_run  # type: ignore[assignment]
     pl.Trainer.fit = timed_fit  # type: ignore[method-assign]
+    return marks
+
+
+def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    # Everything lrl.launch.run imports lazily is imported here, before any clock starts (as SB3 is imported
+    # before its clock starts).
+    import mlflow  # noqa: F401  (imported lazily by Lightning's MLFlowLogger)
+    import torch
+
+    import lrl.callbacks
+    import lrl.launch as launch
+    import lrl.tracking  # noqa: F401
+    from lrl.recipe.registry import algorithm_class, datamodule_class
+
+    algorithm_class(recipe["algo"]["name"])  # imports the algorithm and data modules (and torchrl, tensordict)
+    datamodule_class(recipe["data"]["name"])
+
+    marks = phase_clocks()
 
     overrides = [f"seed={args.seed}", f"budget.frames={args.frames}", "eval.every=0", "eval.final=false",
                  "checkpoint.every=0", "checkpoint.every_minutes=0"]

@@ -1,6 +1,6 @@
-"""Learning from preferences (Rossi ch. 14, Christiano et al. 2017; docs/rlhf.md): the Bradley-Terry loss against hand numbers, the reward
-model's refinements, the synthetic annotator, segment cutting, the relabel hook against a hand loop, and a poison
-test: the environment's reward never reaches the policy's loss."""
+"""Learning from preferences (Rossi ch. 14, Christiano et al. 2017; docs/rlhf.md): the Bradley-Terry loss against
+hand numbers, the reward model's refinements, the synthetic annotator, segment cutting, the relabel hook against a
+hand loop, and a poison test: the environment's reward never reaches the policy's loss."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Reward-model losses (Rossi §15.2.3, eq. 15.4-15.6; Rossi ch. 15; the candidate indices of eq. 15.5/15.6 corrected to y_0..y_3), pure functions of the
-rewards r̂(x, y) the model gives each candidate.
+"""Reward-model losses (Rossi §15.2.3, eq. 15.4-15.6, the candidate indices of eq. 15.5/15.6 read as y_0..y_3),
+pure functions of the rewards r̂(x, y) the model gives each candidate.
 
 Indices follow the corrected equations: candidates y_0..y_{K-1} (the seed prints y_0, y_1, y_3, y_4 in 15.5), and the
 second line of 15.6 reads P̂(y_j ≻ y_i).

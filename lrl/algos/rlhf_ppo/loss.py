@@ -6,10 +6,10 @@ Layout: a rollout of B sequences, each a (left-padded) prompt followed by R resp
 True for the generated tokens up to and including the first end-of-sequence token; the columns after it are padding
 and get nothing (no reward, no KL, no loss).
 
-KL direction (Rossi, *A Gentle Principled Introduction to Deep RL*, §15.2.5: log(π^RL/π^SFT)): the penalty is the log-ratio log π^RL(a_t|s_t) − log π^SFT(a_t|s_t) at the
-sampled token, a one-sample estimate of KL(π^RL ‖ π^SFT) (new ‖ reference). Rossi eq. 15.7/15.8 omit β (β = 1);
-here β multiplies every KL term. γ = 1 throughout (Rossi §15.2.6), so the seed's absolute and relative discount
-exponents agree (§7 item 1).
+KL direction (Rossi §15.2.5: log(π^RL/π^SFT)): the penalty is the log-ratio log π^RL(a_t|s_t) − log π^SFT(a_t|s_t)
+at the sampled token, a one-sample estimate of KL(π^RL ‖ π^SFT) (new ‖ reference). Rossi eq. 15.7/15.8 omit β (β = 1);
+here β multiplies every KL term. γ = 1 throughout (Rossi §15.2.6), so Rossi's absolute and relative discount
+exponents (γ^k vs γ^(k−t)) agree.
 """
 
 from __future__ import annotations

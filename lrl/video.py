@@ -46,8 +46,6 @@ def record_video(policy: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: 
     per step, every k-th of them for episodes over 600 steps. A GIF times its frames in centiseconds (25 fps: 40 ms
     each) and the encoder merges identical consecutive frames into one longer frame, so the frames kept are the
     total duration over the frame time, not the number of GIF frames."""
-    from PIL import Image
-
     offscreen_defaults()
     env = env_fn(env_cfg, render_mode="rgb_array")()
     try:
@@ -66,14 +64,21 @@ def record_video(policy: Callable[[Any], np.ndarray], env_cfg: EnvConfig, seed: 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = env_cfg.id.replace("/", "-").replace(":", "-")  # ALE/Pong-v5, my_pkg.envs:MyEnv-v0: one file name
     path = out_dir / f"{name or f'{stem}-seed{seed}'}.gif"
-    kept = frames[:: max(1, math.ceil(len(frames) / 600))]
-    # one palette for the whole episode, from up to 8 of its frames: a palette per frame costs ~8x the encoding time
-    sample = kept[:: max(1, len(kept) // 8)][:8]
-    palette = Image.fromarray(np.concatenate([np.asarray(f) for f in sample], axis=0)).quantize(colors=256)
-    images = [Image.fromarray(np.asarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in kept]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=10 * round(100 / fps), loop=0,
-                   optimize=False)
+    write_gif(frames[:: max(1, math.ceil(len(frames) / 600))], path, fps)
     return path
+
+
+def write_gif(frames: list[Any], path: Path, fps: int = 25) -> None:
+    """``frames`` (RGB arrays) as a looping animated GIF at ``path``: one palette for the whole clip, from up to 8 of
+    its frames (a palette per frame costs ~8x the encoding time). Evaluation videos and the clips people label."""
+    from PIL import Image
+
+    sample = frames[:: max(1, len(frames) // 8)][:8]
+    palette = Image.fromarray(np.concatenate([np.asarray(f) for f in sample], axis=0)).quantize(colors=256)
+    images = [Image.fromarray(np.asarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    with open(path, "wb") as f:  # a file object: the name may lack the .gif suffix (the store's temporary names)
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=10 * round(100 / fps),
+                       loop=0, optimize=False)
 
 
 class EvalVideos:

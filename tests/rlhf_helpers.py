@@ -20,11 +20,9 @@ if TYPE_CHECKING:
 def _write_gif(frames: list[np.ndarray], path: Path, scale: int, fps: int) -> None:
     from PIL import Image
 
-    images = [Image.fromarray(f).reduce(scale) if scale > 1 else Image.fromarray(f) for f in frames]
-    palette = images[0].quantize(colors=64)  # CartPole has a handful of colours: one palette for the clip
-    images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
-    with open(path, "wb") as f:
-        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+    from lrl.video import write_gif
+
+    write_gif([np.asarray(Image.fromarray(f).reduce(scale)) if scale > 1 else f for f in frames], path, fps)
 
 
 def cartpole_segment(env: Any, k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

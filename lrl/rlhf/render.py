@@ -12,19 +12,12 @@ import numpy as np
 import torch
 
 from lrl.errors import RecipeError
+from lrl.video import write_gif
 
 
 def gif_writer(frames: list[np.ndarray], fps: int = 25) -> Any:
     """A ``path -> None`` writer of ``frames`` as an animated GIF (the store writes it to a temporary name)."""
-    def write(path: Path) -> None:
-        from PIL import Image
-        sample = frames[:: max(1, len(frames) // 8)][:8]
-        palette = Image.fromarray(np.concatenate([np.asarray(f) for f in sample], axis=0)).quantize(colors=256)
-        images = [Image.fromarray(np.asarray(f)).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-        with open(path, "wb") as f:
-            images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=10 * round(100 / fps),
-                           loop=0, optimize=False)
-    return write
+    return lambda path: write_gif(frames, Path(path), fps)
 
 
 class SegmentRenderer:

@@ -5,6 +5,7 @@ policy as the run's artifact ``videos/eval-<clock>.gif`` (:mod:`lrl.video`)."""
 
 from __future__ import annotations
 
+import abc
 import logging
 import sys
 from collections.abc import Callable
@@ -22,7 +23,7 @@ log = logging.getLogger("lrl")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
 
 
-class PeriodicEvaluation(L.Callback):
+class PeriodicEvaluation(L.Callback, abc.ABC):
     """When an evaluation runs: at every ``eval.every`` clock units crossed at a data boundary, and at the end when
     the run finished its budget (``eval.final``). Subclasses say what an evaluation is (:meth:`run`)."""
 
@@ -32,8 +33,9 @@ class PeriodicEvaluation(L.Callback):
         self._bucket = 0
         self.last: dict[str, Any] | None = None
 
+    @abc.abstractmethod
     def run(self, trainer: L.Trainer, pl_module: Any) -> None:
-        raise NotImplementedError  # abstract: Evaluation and the language models' PromptEvaluation implement it
+        """One evaluation (rank 0 decides what to log): Evaluation's env episodes, PromptEvaluation's prompts."""
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         every = self.cfg.every

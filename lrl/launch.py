@@ -262,6 +262,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
             raise LrlError("aborted without a checkpoint (second Ctrl-C); the last periodic checkpoint is "
                            "intact") from None
         raise
+    _close_process_group()
     if not trainer.is_global_zero:
         return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, None, None, unit)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -273,6 +274,16 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     result = eval_cb.last if eval_cb else None
     run_ended(run_dir, "KILLED" if ckpt_cb.interrupted else "FINISHED", datamodule.final_clock, result)
     return RunResult(run_dir, datamodule.final_clock, ckpt_cb.interrupted, result, logger.run_id, unit)
+
+
+def _close_process_group() -> None:
+    """Every rank leaves the process group once training has ended well: left to the interpreter's exit, gloo's
+    worker threads can abort the process ("terminate called without an active exception") after a run that
+    finished. Not after a failure: a rank still in a collective would hang the others' teardown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _mark_running(logger: Any) -> None:

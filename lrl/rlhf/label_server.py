@@ -377,7 +377,7 @@ header { display: flex; justify-content: space-between; flex-wrap: wrap; gap: 1e
 button { font-size: 1.1em; padding: 0.6em 1em; cursor: pointer; }
 kbd { border: 1px solid #999; border-radius: 3px; padding: 0 0.3em; font-size: 0.85em; background: #f4f4f4; }
 #status { min-height: 1.5em; margin-top: 1em; }
-.error { color: #b00; } .hidden { display: none !important; }
+.error { color: #b00; } .hidden { display: none !important; } .saved { opacity: 0.3; }
 </style></head>
 <body>
 <header><h2>Which clip is better?</h2>
@@ -430,6 +430,7 @@ function later(ms) { clearTimeout(timer); timer = setTimeout(next, ms); }
 function show(q) {
   current = q;
   document.body.dataset.query = q ? q.id : "";
+  $("work").classList.remove("saved");
   $("work").classList.toggle("hidden", !q);
   $("waiting").classList.toggle("hidden", !!q);
   if (!q) return;
@@ -461,7 +462,10 @@ async function answer(label) {
     if (r.status === 200) { window.lrl.acked.push({ id: id, label: label }); say("saved: " + label); }
     else if (r.status === 409) { window.lrl.refused.push(id); say("already labelled by someone else; next pair"); }
     else { say("not saved: " + (r.body.error || r.status) + "; answer again", true); later(POLL_MS); return; }
+    // answered: the pair fades and takes no more keys until the next one is shown (no answer is silently dropped)
     current = null;
+    document.body.dataset.query = "";
+    $("work").classList.add("saved");
   } catch (e) {
     say("not saved (" + e.message + "); answer again", true); later(POLL_MS); return;
   } finally { busy = false; }

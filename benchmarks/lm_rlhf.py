@@ -3,9 +3,9 @@
 Per seed, one ``lrl train`` process at a time (one torch thread, its own MLflow sqlite store): ``lm-sft/reverse``,
 ``lm-reward/reverse`` on that SFT model, then each RL variant from the same SFT and reward model:
 
-- ``ppo``: ``rlhf-ppo/reverse`` as shipped (adaptive β toward a KL target, PPO-ptx off);
-- ``ppo-beta0``: the same with β = 0 (``algo.kl_coef=0 algo.kl_target=null``): nothing holds π^RL near π^SFT;
-- ``ppo-ptx``: the same with the PPO-ptx term (``algo.ptx_coef``, ``--ptx-coef``);
+- ``ppo``: ``rlhf-ppo/reverse`` as shipped (adaptive β toward a KL target, PPO-ptx with λ = 1);
+- ``ppo-noptx``: plain PPO, the same without the PPO-ptx term (``algo.ptx_coef=0``);
+- ``ppo-beta0``: plain PPO with β = 0 (``algo.kl_coef=0 algo.kl_target=null``): nothing holds π^RL near π^SFT;
 - ``grpo``: ``rlhf-ppo/reverse-grpo``.
 
 Then every model is measured here, on the same ``--prompts`` held-out (test-split) prompts, one response each sampled
@@ -35,8 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ppo": ("rlhf-ppo/reverse", []),
-    "ppo-beta0": ("rlhf-ppo/reverse", ["algo.kl_coef=0", "algo.kl_target=null"]),
-    "ppo-ptx": ("rlhf-ppo/reverse", []),  # + algo.ptx_coef from --ptx-coef
+    "ppo-noptx": ("rlhf-ppo/reverse", ["algo.ptx_coef=0"]),
+    "ppo-beta0": ("rlhf-ppo/reverse", ["algo.kl_coef=0", "algo.kl_target=null", "algo.ptx_coef=0"]),
     "grpo": ("rlhf-ppo/reverse-grpo", []),
 }
 
@@ -108,7 +108,6 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--ptx-coef", type=float, default=1.0, help="algo.ptx_coef of the ppo-ptx variant")
     p.add_argument("--prompts", type=int, default=1000, help="held-out prompts (and corpus texts) per measurement")
     p.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE", help="applied to every RL run")
     p.add_argument("--work-dir", type=Path, default=None, help="run directories and MLflow stores (default: temp)")
@@ -132,7 +131,7 @@ def main() -> int:
         rm_model = d / "rm" / "model"
         row: dict[str, Any] = {"seed": seed, "prompts": args.prompts, "sft_wall_s": round(t_sft, 1),
                                "rm_wall_s": round(t_rm, 1), "rm_accuracy": _last_metric(rm_uri, "rm/accuracy"),
-                               "overrides": args.override, "ptx_coef": args.ptx_coef, "models": {}}
+                               "overrides": args.override, "models": {}}
         sft = measure(sft_model, sft_model, rm_model, args.prompts, seed, 6)
         row["models"]["sft"] = sft
         print(f"| {seed} | π^SFT (RM held-out accuracy {row['rm_accuracy']:.3f}) | {sft['true_score']:.3f} | - | "
@@ -140,8 +139,6 @@ def main() -> int:
               flush=True)
         for name in args.variants:
             recipe, extra = VARIANTS[name]
-            if name == "ppo-ptx":
-                extra = [*extra, f"algo.ptx_coef={args.ptx_coef}"]
             overrides = [f"seed={seed}", f"data.policy={sft_model}", f"algo.reward_path={rm_model}", *extra,
                          *args.override]
             t, uri = _train(recipe, overrides, d / name, env)

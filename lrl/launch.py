@@ -148,6 +148,13 @@ def _strategy(recipe: Recipe, module: Any) -> Any:
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=getattr(module, "ddp_find_unused_parameters", False))
+    if strategy == "fsdp":
+        if not getattr(module, "shards_models", False):
+            raise RecipeError(f"trainer.strategy=fsdp shards language models (lm-sft, lm-reward, rlhf-ppo); "
+                              f"{recipe.algo['name']}'s networks fit on every device: use trainer.strategy=ddp")
+        from lrl.lm.sharding import ShardedDataParallel
+
+        return ShardedDataParallel()
     return strategy
 
 
@@ -365,6 +372,10 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
             raise RecipeError(f"override '{text}': a resumed run keeps its algorithm, environment and data; only "
                               f"{', '.join(k.rstrip('.') for k in RESUMABLE_KEYS)} can change")
     recipe = validate(apply_overrides(info["recipe"], overrides or []), source=f"checkpoint {ckpt_path}")
+    if recipe.trainer.get("strategy") == "fsdp" and (info["recipe"].get("trainer") or {}).get("strategy") != "fsdp":
+        raise RecipeError("trainer.strategy=fsdp: this checkpoint was written without FSDP and its optimiser state "
+                          "loads only unsharded; resume it with its own strategy (an FSDP checkpoint resumes "
+                          "under FSDP or DDP)")
     clock = info["clock"] if "clock" in info else info["frames"]  # "frames": checkpoints before Contract v2
     if clock >= recipe.budget.amount:
         unit = recipe.budget.unit

@@ -92,13 +92,22 @@ class TokenSampler(nn.Module):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask,  # type: ignore[operator]
-                                      generation_config=cfg)
+                                      generation_config=cfg, synced_gpus=_synced(self.model))
         self.model.train(was_training)
         tokens = out.sequences[:, prompt_ids.shape[1]:]
         logits = mask_tokens(torch.stack(out.logits, 1), self.never)  # output_logits are the raw logits
         mask = response_mask(tokens, self.eos_id)
         logp = token_logprobs(logits, tokens, self.temperature) * mask
         return {"tokens": tokens, "mask": mask, "sample_log_prob": logp}
+
+
+def _synced(model: nn.Module) -> bool:
+    """A sharded model (FSDP) gathers its layers collectively at every forward: every rank keeps generating until
+    the longest response on any rank has ended."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule) and dist.is_initialized() and dist.get_world_size() > 1
 
 
 # --- the data source -----------------------------------------------------------------------------------------------
@@ -328,24 +337,31 @@ class PromptsDataModule(RankedDataModule):
 
 
 class PromptEvaluation(PeriodicEvaluation):
-    """Every ``eval.every`` prompts and at the end (rank 0): sample one response per held-out prompt, log
-    ``eval/true_score`` (the task's hidden score), ``eval/reward`` (the reward model) and ``eval/kl`` (summed
-    log-ratio to the reference), print one line, and write the first prompt/response pairs as the MLflow text
-    artifact ``samples/eval-<clock>.txt``. A failure to log the artifact warns once and never stops the run."""
+    """Every ``eval.every`` prompts and at the end (rank 0; every rank samples under FSDP): sample one response per
+    held-out prompt, log ``eval/true_score`` (the task's hidden score), ``eval/reward`` (the reward model) and
+    ``eval/kl`` (summed log-ratio to the reference), print one line, and write the first prompt/response pairs as the
+    MLflow text artifact ``samples/eval-<clock>.txt``. A failure to log the artifact warns once and never stops the
+    run."""
 
     def __init__(self, cfg: EvalConfig, seed: int, budget_reached: Callable[[], bool]) -> None:
         super().__init__(cfg, seed, budget_reached)
         self._warned = False
 
     def run(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if not trainer.is_global_zero:
+        from lrl.lm.sharding import sharded
+
+        if not trainer.is_global_zero and not sharded(pl_module):
             return
         source: Any = getattr(trainer, "datamodule", None)
         clock = source.clock
         if self.last is not None and self.last["clock"] == clock:
             return
+        # sharded models: every rank samples the same prompts (each forward gathers layers from all ranks)
         prompts, responses, td = source.eval_rollout(self.seed)
         scored = pl_module.score_rollout(td)
+        if not trainer.is_global_zero:
+            self.last = {"clock": clock}
+            return
         scores = td["true_score"].float()
         true = scores.mean().item()
         # the hidden true score is the task's return: eval/return_mean too, so sweeps, seeds and reports work as

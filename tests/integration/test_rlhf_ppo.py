@@ -261,14 +261,72 @@ def test_cli_names_the_missing_stage_in_one_line(tmp_path: Path, models: tuple[P
         "train the SFT stage first: lrl train lm-sft/reverse --run-dir " + str(tmp_path / "nowhere"))
 
 
-@pytest.mark.slow  # ~50 s on 2 cores: two processes each import torch, Lightning and transformers
-def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, models: tuple[Path, Path]) -> None:
+def _final_policy(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+def _two_process(tmp_path: Path, models: tuple[Path, Path], strategy: str, prompts: int = 16) -> Path:
+    half = tmp_path / f"{strategy}-{prompts}"
+    half.mkdir()
+    return _recipe(half, models, prompts=prompts, kl_target=2.0, ptx_coef=0.5,
+                   data={"ptx_batch_size": 8, "ptx_corpus": 32}, trainer={"devices": 2, "strategy": strategy})
+
+
+# ~40 s on 2 cores: two runs of two processes
+def test_ddp_ranks_stay_identical_and_fsdp_trains_the_same_model(tmp_path: Path, models: tuple[Path, Path]) -> None:
     import json
 
-    path = _recipe(tmp_path, models, prompts=16, kl_target=2.0, ptx_coef=0.5,
-                   data={"ptx_batch_size": 8, "ptx_corpus": 32}, trainer={"devices": 2, "strategy": "ddp"})
-    proc = run_lrl("train", str(path), "--run-dir", str(tmp_path / "ddp"), timeout=300)
+    from transformers import AutoModelForCausalLM
+
+    proc = run_lrl("train", str(_two_process(tmp_path, models, "ddp")), "--run-dir", str(tmp_path / "ddp"),
+                   timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = json.loads((tmp_path / "ddp" / "ddp_params.json").read_text())["sha256_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert _load(tmp_path / "ddp/checkpoints/last.ckpt")["lrl"]["clock"] == 16  # global prompts
+    # FSDP (two gloo processes sharding every model) is the same experiment: the same final policy, up to the order
+    # of float sums (reduce-scatter instead of all-reduce), and its checkpoint and model/ are full, plain files
+    proc = run_lrl("train", str(_two_process(tmp_path, models, "fsdp")), "--run-dir", str(tmp_path / "fsdp"),
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp, fsdp = _final_policy(tmp_path / "ddp"), _final_policy(tmp_path / "fsdp")
+    assert ddp.keys() == fsdp.keys()
+    for name in ddp:
+        torch.testing.assert_close(fsdp[name], ddp[name], rtol=0, atol=1e-6, msg=name)
+    sft = AutoModelForCausalLM.from_pretrained(models[0]).state_dict()
+    assert not torch.equal(ddp["transformer.wte.weight"], sft["transformer.wte.weight"])  # it trained
+    a, b = _load(tmp_path / "ddp/checkpoints/last.ckpt"), _load(tmp_path / "fsdp/checkpoints/last.ckpt")
+    assert a["state_dict"].keys() == b["state_dict"].keys() and b["lrl"]["clock"] == 16
+    AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "model")  # loads as any transformers directory
+
+
+@pytest.mark.slow  # ~90 s on 2 cores
+def test_fsdp_run_resumes_exactly_and_a_ddp_checkpoint_is_refused_under_fsdp(tmp_path: Path,
+                                                                            models: tuple[Path, Path]) -> None:
+    for name, prompts in (("straight", 16), ("half", 8)):
+        proc = run_lrl("train", str(_two_process(tmp_path, models, "fsdp", prompts)), "--run-dir",
+                       str(tmp_path / name), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_lrl("resume", str(tmp_path / "half"), "budget.prompts=16", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _final_policy(tmp_path / "straight"), _final_policy(tmp_path / "half")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ddp = tmp_path / "ddp"
+    proc = run_lrl("train", str(_two_process(tmp_path, models, "ddp", 8)), "--run-dir", str(ddp), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_lrl("resume", str(ddp), "budget.prompts=16", "trainer.strategy=fsdp")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: trainer.strategy=fsdp: this checkpoint was written without FSDP")
+
+
+def test_fsdp_is_refused_for_an_rl_algorithm_in_one_line(tmp_path: Path) -> None:
+    proc = run_lrl("train", "ppo/cartpole", "--run-dir", str(tmp_path / "r"), "trainer.strategy=fsdp",
+                   "trainer.accelerator=cpu")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: trainer.strategy=fsdp shards language models (lm-sft, lm-reward, rlhf-ppo); ppo's networks "
+        "fit on every device: use trainer.strategy=ddp")
+    assert not (tmp_path / "r").exists()

@@ -37,6 +37,7 @@ USED = {"pairwise": 2, "four_way": 4}  # responses per prompt each loss reads (k
 
 
 class LMReward(RLModule):
+    shards_models = True  # trainer.strategy: fsdp (lrl.lm.sharding)
     consumes = Consumes(sources=("lm-prefs",), keys=("input_ids", "attention_mask", "utility"),
                         observations=("tokens",), actions=("token",))
 
@@ -124,9 +125,14 @@ class LMReward(RLModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.adam([p for p in self.model.parameters() if p.requires_grad], self.hp.lr, self.hp.adam_eps)
 
+    def configure_model(self) -> None:
+        """Under ``trainer.strategy: fsdp``: the model sharded over the processes (:mod:`lrl.lm.sharding`)."""
+        from lrl.lm.sharding import shard_models
+
+        shard_models(self, self.model)
+
     def on_train_end(self) -> None:
         super().on_train_end()
-        if self.trainer.is_global_zero:
-            from lrl.lm.models import save_model
+        from lrl.lm.sharding import save_final
 
-            save_model(self.model, self.tokenizer, Path(self.trainer.default_root_dir) / "model")
+        save_final(self, self.model, self.tokenizer, Path(self.trainer.default_root_dir) / "model")

@@ -35,6 +35,7 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
 
 
 class LMSFT(RLModule):
+    shards_models = True  # trainer.strategy: fsdp (lrl.lm.sharding)
     consumes = Consumes(sources=("lm-text",), keys=("input_ids", "attention_mask"), observations=("tokens",),
                         actions=("token",))
 
@@ -74,9 +75,14 @@ class LMSFT(RLModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.adam(self.model.parameters(), self.hp.lr, self.hp.adam_eps)
 
+    def configure_model(self) -> None:
+        """Under ``trainer.strategy: fsdp``: the model sharded over the processes (:mod:`lrl.lm.sharding`)."""
+        from lrl.lm.sharding import shard_models
+
+        shard_models(self, self.model)
+
     def on_train_end(self) -> None:
         super().on_train_end()
-        if self.trainer.is_global_zero:
-            from lrl.lm.models import save_model
+        from lrl.lm.sharding import save_final
 
-            save_model(self.model, self.tokenizer, Path(self.trainer.default_root_dir) / "model")
+        save_final(self, self.model, self.tokenizer, Path(self.trainer.default_root_dir) / "model")

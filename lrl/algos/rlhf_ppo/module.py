@@ -77,6 +77,7 @@ def token_scores(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 
 class RLHFPPO(RLModule):
+    shards_models = True  # trainer.strategy: fsdp (lrl.lm.sharding)
     consumes = Consumes(sources=("prompts",), keys=("input_ids", "attention_mask", "response_mask", "group"),
                         observations=("tokens",), actions=("token",))
 
@@ -144,6 +145,13 @@ class RLHFPPO(RLModule):
             if m is not None:
                 m.eval()
         return self
+
+    def configure_model(self) -> None:
+        """Under ``trainer.strategy: fsdp``: every model sharded over the processes, the frozen reference and reward
+        model too (:mod:`lrl.lm.sharding`)."""
+        from lrl.lm.sharding import shard_models
+
+        shard_models(self, self.policy, self.value_model, self.reference, self.reward_model)
 
     # --- acting ----------------------------------------------------------------------------------------------------
     def collection_policy(self) -> nn.Module:
@@ -253,15 +261,13 @@ class RLHFPPO(RLModule):
 
     def on_train_end(self) -> None:
         """π^RL as a ``transformers`` directory ``RUN_DIR/model`` (``save_pretrained``, with the tokenizer), as the
-        earlier stages write theirs: the next stage or any HF code loads it. Rank 0; rewritten at every end."""
+        earlier stages write theirs: the next stage or any HF code loads it. Rank 0 writes; rewritten at every end."""
         super().on_train_end()
-        if not self.trainer.is_global_zero:
-            return
-        from lrl.lm.models import save_model
+        from lrl.lm.sharding import save_final
 
         out = Path(self.trainer.default_root_dir) / "model"
         try:
-            save_model(self.policy, self.tokenizer, out)
+            save_final(self, self.policy, self.tokenizer, out)  # every rank: a gather under FSDP
         except OSError as err:
             log.warning("could not write the final model to %s (%s); the checkpoint holds it", out, err)
 

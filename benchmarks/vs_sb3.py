@@ -63,6 +63,12 @@ Usage::
     python benchmarks/vs_sb3.py sac/pendulum td3/pendulum --seeds 3 --jobs 6      # 16-core machine, 6 at once
     python benchmarks/vs_sb3.py sac/pendulum --seeds 2 --device cuda              # both on the GPU
     python benchmarks/vs_sb3.py --list                             # the entries and their SB3 keyword arguments
+
+The reference column
+--------------------
+Entries in ``REFERENCES`` also run a hand-written loop (``--worker ref``, ``benchmarks/reference/<name>.py``: plain
+PyTorch + gymnasium, no framework) on the SB3 keyword arguments of the entry, so all three run one configuration.
+Its ``train_s`` runs from env construction to the end of learning, like SB3's; the summary adds lrl/ref ratios.
 """
 
 from __future__ import annotations
@@ -83,7 +89,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FRAMEWORKS = ("lrl", "sb3")
+FRAMEWORKS = ("lrl", "sb3", "ref")
+# entries with a hand-written reference loop (benchmarks/reference/<name>.py, fed the SB3 keyword arguments)
+REFERENCES = {"ppo/cartpole": "ppo"}
 
 
 class MappingError(Exception):
@@ -579,7 +587,6 @@ def worker_lrl(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
 
 
 def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    import gymnasium as gym
     import numpy as np
     import torch
     from stable_baselines3.common.env_util import make_vec_env
@@ -602,20 +609,7 @@ def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     t1 = time.perf_counter()
     env.close()
 
-    t_eval = time.perf_counter()
-    returns: list[float] = []
-    for i in range(args.episodes):
-        eval_env = gym.make(env_kwargs["env_id"], **env_kwargs["env_kwargs"])
-        obs, _ = eval_env.reset(seed=args.eval_seed + i)
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = eval_env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        eval_env.close()
-        returns.append(total)
-    eval_s = time.perf_counter() - t_eval
+    returns, eval_s = _evaluate(lambda obs: model.predict(obs, deterministic=True)[0], env_kwargs, args)
     arr = np.asarray(returns)
     return {
         "frames": int(model.num_timesteps), "train_s": t1 - t0, "fit_s": t1 - t_fit, "call_s": t1 - t0,
@@ -625,11 +619,50 @@ def worker_sb3(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     }
 
 
+def worker_ref(recipe: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    train = importlib.import_module(f"reference.{REFERENCES[args.pair]}").train
+    kwargs, env_kwargs = PAIRS[args.pair].sb3_kwargs(recipe), _env_kwargs(recipe)
+    torch.set_num_threads(_torch_threads())
+    t0 = time.perf_counter()
+    policy, frames = train(kwargs, env_kwargs, args.seed, args.frames, args.device)
+    t1 = time.perf_counter()
+    returns, eval_s = _evaluate(policy, env_kwargs, args)
+    arr = np.asarray(returns)
+    return {"frames": frames, "train_s": t1 - t0, "fit_s": t1 - t0, "call_s": t1 - t0, "eval_s": eval_s,
+            "torch_threads": torch.get_num_threads(), "return_mean": float(arr.mean()),
+            "return_std": float(arr.std()), "returns": returns, "versions": _versions("torch", "gymnasium")}
+
+
+def _evaluate(policy: Callable[[Any], Any], env_kwargs: dict[str, Any],
+              args: argparse.Namespace) -> tuple[list[float], float]:
+    """The SB3 and reference workers' evaluation: episode i on its own env seeded ``eval_seed + i``."""
+    import gymnasium as gym
+
+    t_eval = time.perf_counter()
+    returns: list[float] = []
+    for i in range(args.episodes):
+        eval_env = gym.make(env_kwargs["env_id"], **env_kwargs["env_kwargs"])
+        obs, _ = eval_env.reset(seed=args.eval_seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = eval_env.step(policy(obs))
+            total += float(reward)
+            done = terminated or truncated
+        eval_env.close()
+        returns.append(total)
+    return returns, time.perf_counter() - t_eval
+
+
 def worker_main(args: argparse.Namespace) -> None:
     recipe = json.loads(Path(args.recipe_json).read_text())
     # what lrl gets as budget.frames: the SB3 mapping reads it (DQN's exploration_fraction)
     recipe["budget"]["frames"] = args.frames
-    out = worker_lrl(recipe, args) if args.worker == "lrl" else worker_sb3(recipe, args)
+    worker = {"lrl": worker_lrl, "sb3": worker_sb3, "ref": worker_ref}[args.worker]
+    out = worker(recipe, args)
     Path(args.result).write_text(json.dumps(out))
 
 
@@ -728,14 +761,14 @@ def summarize(runs: list[dict[str, Any]], frames: int, bar: float) -> dict[str, 
             "solved": sum(r["return_mean"] >= bar for r in rs),
         }
     lrl = {r["seed"]: r for r in runs if r["framework"] == "lrl"}
-    sb3 = {r["seed"]: r for r in runs if r["framework"] == "sb3"}
-    paired = sorted(set(lrl) & set(sb3))
-    if paired:
-        for key in ("train_s", "proc_s"):
-            ratios = [lrl[s][key] / sb3[s][key] for s in paired]
-            summary[f"ratio_{key}"] = {
+    for peer, suffix in (("sb3", ""), ("ref", "_ref")):
+        other = {r["seed"]: r for r in runs if r["framework"] == peer}
+        paired = sorted(set(lrl) & set(other))
+        for key in ("train_s", "proc_s") if paired else ():
+            ratios = [lrl[s][key] / other[s][key] for s in paired]
+            summary[f"ratio_{key}{suffix}"] = {
                 "per_seed": ratios, "median_of_ratios": _median(ratios),
-                "ratio_of_medians": _median([lrl[s][key] for s in paired]) / _median([sb3[s][key] for s in paired]),
+                "ratio_of_medians": _median([lrl[s][key] for s in paired]) / _median([other[s][key] for s in paired]),
             }
     return summary
 
@@ -749,12 +782,13 @@ def print_summary(name: str, summary: dict[str, Any]) -> None:
         print(f"{label:<16} {s['median_train_s']:>8.1f} {s['median_fit_s']:>7.1f} {s['median_call_s']:>7.1f} "
               f"{s['median_proc_s']:>7.1f} {s['median_fps']:>7.0f} {s['mean_return']:>12.1f} "
               f"{s['solved']:>7d}/{s['runs']}")
-    for key in ("train_s", "proc_s"):
-        ratio = summary.get(f"ratio_{key}")
-        if ratio:
-            per_seed = ", ".join(f"{x:.2f}" for x in ratio["per_seed"])
-            print(f"lrl/SB3 {key}: median of per-seed ratios {ratio['median_of_ratios']:.2f}, "
-                  f"ratio of medians {ratio['ratio_of_medians']:.2f}  (per seed: {per_seed})")
+    for peer, suffix in (("SB3", ""), ("ref", "_ref")):
+        for key in ("train_s", "proc_s"):
+            ratio = summary.get(f"ratio_{key}{suffix}")
+            if ratio:
+                per_seed = ", ".join(f"{x:.2f}" for x in ratio["per_seed"])
+                print(f"lrl/{peer} {key}: median of per-seed ratios {ratio['median_of_ratios']:.2f}, "
+                      f"ratio of medians {ratio['ratio_of_medians']:.2f}  (per seed: {per_seed})")
 
 
 def list_pairs() -> None:
@@ -813,8 +847,9 @@ def driver_main(args: argparse.Namespace) -> int:
             print(HEADER, flush=True)
             runs: list[dict[str, Any]] = []
             results[pair.recipe] = {"sb3_class": pair.sb3_class, "runs": runs}
+            here = [f for f in frameworks if f != "ref" or pair.recipe in REFERENCES]
             jobs = [(framework, seed) for seed in range(args.seeds)
-                    for framework in (frameworks if seed % 2 == 0 else frameworks[::-1])]
+                    for framework in (here if seed % 2 == 0 else here[::-1])]
             # --jobs > 1: runs in parallel, one MLflow store per seed (SQLite serialises writers)
             uris = {seed: uri if args.jobs == 1 else _seed_store(work, seed) for seed in range(args.seeds)}
             with ThreadPoolExecutor(args.jobs) as pool:

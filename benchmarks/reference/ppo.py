@@ -53,7 +53,7 @@ def train(kw: dict[str, Any], env_kwargs: dict[str, Any], seed: int, frames: int
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
         raise SystemExit("the reference PPO loop handles discrete actions only")
     torch.manual_seed(seed)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    obs_dim = int(np.prod(envs.single_observation_space.shape or (1,)))
     n_actions = int(envs.single_action_space.n)
     hidden_pi, hidden_vf = pk["net_arch"]["pi"], pk["net_arch"]["vf"]
     actor = _mlp([obs_dim, *hidden_pi], pk["activation_fn"], n_actions, 0.01, pk["ortho_init"]).to(device)

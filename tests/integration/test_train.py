@@ -66,11 +66,13 @@ def test_changed_algorithm_or_env_is_refused_on_resume() -> None:
 
 
 def test_bf16_mixed_learns_cartpole() -> None:
-    out = _train("ppo/cartpole", ["trainer.precision=bf16-mixed", "budget.frames=30000", "eval.every=0",
-                                  "eval.episodes=10", "checkpoint.every=0"], "runs/bf16")
-    assert out.eval is not None
-    # a random policy scores ~22; fp32 reaches 500 at this budget. bf16 must clearly learn too.
-    assert out.eval["return_mean"] >= 200, out.eval
+    # the recipe's own claim at its own budget (100k frames, ≥ 475): bf16 must learn as fp32 does. (At 30k frames, an
+    # earlier budget of this test, fp32 and bf16 each reached 475 on 4 of seeds 0-4 with one thread, and each had
+    # one seed near 175, bf16's being seed 0: too short a budget for a one-seed check.)
+    out = _train("ppo/cartpole", ["trainer.precision=bf16-mixed", "eval.every=0", "eval.episodes=10",
+                                  "checkpoint.every=0"], "runs/bf16")
+    assert out.eval is not None and out.clock >= 100_000
+    assert out.eval["return_mean"] >= 475, out.eval
 
 
 def test_stock_torchrl_collector_is_selectable_from_the_recipe() -> None:

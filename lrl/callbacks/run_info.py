@@ -53,7 +53,9 @@ class RunInfo(L.Callback):
         }
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.world_size < 2 or not dist.is_initialized() or getattr(pl_module, "_lrl_sharded", False):
+        from lrl.lm.sharding import sharded
+
+        if trainer.world_size < 2 or not dist.is_initialized() or sharded(pl_module):
             return  # (sharded parameters differ across ranks by design)
         digests: list[Any] = [None] * trainer.world_size
         dist.all_gather_object(digests, param_digest(pl_module))

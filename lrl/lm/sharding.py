@@ -56,13 +56,8 @@ def shard_models(pl_module: Any, *models: Any) -> None:
     mesh = getattr(pl_module, "_device_mesh", None)
     if mesh is None or sharded(pl_module):
         return
-    import warnings
-
     from torch.distributed.fsdp import fully_shard
 
-    # FSDP2 warns that a sharded body returns a view, which an in-place op would cut off its backward hook; no lrl
-    # loss modifies model outputs in place (test_lm_fsdp checks the gradients against DDP's)
-    warnings.filterwarnings("ignore", message=".*returned a view tensor.*")
     dp = mesh["data_parallel"]
     for model in models:
         if model is None:

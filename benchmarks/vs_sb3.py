@@ -32,7 +32,7 @@ Protocol
   SB3, seed 1: SB3 then lrl, ...), so slow drifts of a noisy machine hit both frameworks alike. On a many-core
   machine ``--jobs N`` runs N of them at once in that order (each with one torch thread and, for lrl, one MLflow
   store per seed); keep N below the number of cores, so every run has a core of its own.
-* Both use ``torch.set_num_threads(min(2, os.cpu_count()))``: lrl does this itself (``lrl.launch._threads``, or
+* Both use one torch thread by default: lrl does this itself (``lrl.launch._threads``, or
   ``LRL_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set), the SB3 worker does the same before building anything.
 * ``--device cuda`` trains both on the GPU (lrl ``trainer.accelerator=gpu``, replay buffer on the GPU; SB3
   ``device="cuda"``, its buffer in host memory as always); evaluation stays the same.
@@ -499,7 +499,7 @@ def _torch_threads() -> int:
     for var in ("LRL_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
             return int(os.environ[var])
-    return max(1, min(2, os.cpu_count() or 1))
+    return 1
 
 
 def _versions(*names: str) -> dict[str, str]:

@@ -171,11 +171,13 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*returned a view tensor.*")
 
 
-def _threads(recipe: Recipe) -> None:
-    """Small MLPs are fastest on few threads; several CPU processes must not oversubscribe the cores.
+def _threads() -> None:
+    """One torch thread per process unless ``LRL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) says otherwise.
 
-    ``LRL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) set by the user wins: on a shared machine, processes whose
-    spinning OpenMP threads outnumber the cores slow each other down by an order of magnitude.
+    Measured on 2 cores (benchmarks/README.md, "Torch threads per process"): a second thread gains nothing for the
+    small MLPs of most recipes and 1.2× for SAC's 256-wide update on an idle machine, but next to one other busy
+    process every family ran 2-2.7× slower with two threads (spinning OpenMP threads waiting for a core). One thread
+    never collapses; ``LRL_NUM_THREADS=N`` buys the idle-machine gain back where it is wanted.
     """
     import torch
 
@@ -183,9 +185,7 @@ def _threads(recipe: Recipe) -> None:
         if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
             torch.set_num_threads(int(os.environ[var]))
             return
-    devices = recipe.trainer.get("devices", 1)
-    procs = devices if isinstance(devices, int) and devices > 0 else 1
-    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // procs)))
+    torch.set_num_threads(1)
 
 
 def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None = None,
@@ -205,7 +205,7 @@ def run(recipe: Recipe, run_dir: Path, tracking_uri: str, ckpt_path: Path | None
     from lrl.tracking.mlflow import flatten, parent_tags
 
     _quiet()
-    _threads(recipe)
+    _threads()
     spec = probe_spec(recipe)
     L.seed_everything(recipe.seed, workers=False, verbose=False)
     algo_cls = algorithm_class(recipe.algo["name"])

@@ -2,8 +2,8 @@
 
 Per rollout (collected by the DataModule with :meth:`collection_policy`): :meth:`process_rollout` computes
 V(s_t), V(s_{t+1}) and GAE(γ, λ) advantages with λ-return value targets, without gradients. Then ``epochs``
-passes of shuffled minibatches, one optimiser step each (Lightning's automatic optimisation, so DDP gradient
-averaging, mixed precision and gradient clipping come from the Trainer):
+passes of shuffled minibatches, one optimiser step each, all in one ``training_step`` (Lightning's manual
+optimisation, so DDP gradient averaging, mixed precision and gradient clipping still come from the Trainer):
 
     loss = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)] + c_v · E[(V − V_targ)²] − c_e · H[π]
 
@@ -70,7 +70,7 @@ class PPO(RLModule):
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
-        self.automatic_optimization = True
+        self.automatic_optimization = False  # several optimiser steps per training_step
         self.gamma = gamma
         self.net = ActorCritic(spec, hidden if hidden is not None else [64, 64], activation, shared,
                                log_std_init, ortho_init, encoder)
@@ -106,30 +106,40 @@ class PPO(RLModule):
                         value_target, old_value, clip_range=clip_range, clip_range_vf=hp.clip_range_vf,
                         vf_coef=hp.vf_coef, ent_coef=hp.ent_coef)
 
-    def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor | None:  # type: ignore[override]
-        batch = self.next_batch(dataloader_iter)
-        hp = self.hp
-        if batch.first:
-            lr = self.scheduled_lr(batch.progress_remaining)
-            decay = batch.progress_remaining
-            self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
-            self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
-        td = batch.td
-        out = self._loss(td["observation"], td["action"], td["sample_log_prob"], td["advantage"],
-                         td["value_target"], td["value"], self._clip)
-        if hp.target_kl is not None:
-            kl = out["approx_kl"].clone()
-            if dist.is_available() and dist.is_initialized():  # every rank must take the same decision
-                dist.all_reduce(kl)
-                kl /= dist.get_world_size()
-            if kl.item() >= hp.target_kl:
-                data_source(self.trainer).end_rollout()
-                self.record(**{"stats/early_stop": 1.0})
-                return None
-        self.record(**{"loss/total": out["loss"], "loss/policy": out["policy"], "loss/value": out["value"],
-                       "stats/entropy": out["entropy"], "stats/approx_kl": out["approx_kl"],
-                       "stats/clip_fraction": out["clip_fraction"]})
-        return out["loss"]
+    def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
+        """A rollout's whole update phase: every minibatch of its ``epochs`` passes, one optimiser step each.
+
+        One ``training_step`` per rollout instead of one per minibatch: Lightning's per-step loop (hooks,
+        closure, callbacks) was the largest cost lrl added to a ``ppo/cartpole`` run (benchmarks/README.md).
+        Manual optimisation keeps what the Trainer gives: ``manual_backward`` (precision, DDP gradient
+        averaging) and ``clip_gradients``; the arithmetic and its order are the same as one step per call.
+        """
+        hp, source, opt = self.hp, data_source(self.trainer), self.optimizers()
+        while True:
+            batch = self.next_batch(dataloader_iter)
+            if batch.first:
+                lr = self.scheduled_lr(batch.progress_remaining)
+                decay = batch.progress_remaining
+                self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
+                self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
+            td = batch.td
+            out = self._loss(td["observation"], td["action"], td["sample_log_prob"], td["advantage"],
+                             td["value_target"], td["value"], self._clip)
+            if hp.target_kl is not None:
+                kl = out["approx_kl"].clone()
+                if dist.is_available() and dist.is_initialized():  # every rank must take the same decision
+                    dist.all_reduce(kl)
+                    kl /= dist.get_world_size()
+                if kl.item() >= hp.target_kl:
+                    source.end_rollout()
+                    self.record(**{"stats/early_stop": 1.0})
+                    return
+            self.record(**{"loss/total": out["loss"], "loss/policy": out["policy"], "loss/value": out["value"],
+                           "stats/entropy": out["entropy"], "stats/approx_kl": out["approx_kl"],
+                           "stats/clip_fraction": out["clip_fraction"]})
+            self.manual_step(opt, out["loss"], hp.max_grad_norm)
+            if source.at_boundary:
+                return
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.adam(self.parameters(), self.hp.lr, self.hp.adam_eps)

@@ -37,7 +37,7 @@ PARTS: list[tuple[str, str, str]] = [
     ("backward", "torch/_tensor.py", "backward"),
     ("optimiser step (Adam's arithmetic)", "torch/optim/adam.py", "step"),
     ("zero_grad", "torch/optim/optimizer.py", "zero_grad"),
-    ("gradient clipping", "lrl/algos/base.py", "configure_gradient_clipping"),
+    ("gradient clipping", "lightning/pytorch/core/module.py", "clip_gradients"),
     ("metric recording and flushing", "lrl/algos/base.py", "record"),
     ("  flush to the logger", "lrl/algos/base.py", "flush_metrics"),
     ("evaluation", "lrl/callbacks/evaluation.py", "run"),

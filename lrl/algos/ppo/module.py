@@ -123,8 +123,10 @@ class PPO(RLModule):
                 self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
                 self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
             td = batch.td
+            # compiled: ε as a tensor, so its linear decay does not recompile the loss every rollout
+            clip = torch.tensor(self._clip) if hp.compile else self._clip
             out = self._loss(td["observation"], td["action"], td["sample_log_prob"], td["advantage"],
-                             td["value_target"], td["value"], self._clip)
+                             td["value_target"], td["value"], clip)
             if hp.target_kl is not None:
                 kl = out["approx_kl"].clone()
                 if dist.is_available() and dist.is_initialized():  # every rank must take the same decision

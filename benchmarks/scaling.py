@@ -40,9 +40,30 @@ def _frames_per_s(step: object, n: int, frames: int) -> float:
     return steps * n / (time.perf_counter() - start)
 
 
-def collector_curve(frames: int) -> dict[str, list[float]]:
+def _bare_loops(n: int, frames: int, policy: torch.nn.Module) -> tuple[float, float]:
+    """frames/s of gymnasium's own vector loop: random actions, then acting with ``policy`` by hand."""
     import gymnasium as gym
 
+    bare = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    bare.reset(seed=0)
+    bare.action_space.seed(0)
+    random_fps = _frames_per_s(lambda: bare.step(bare.action_space.sample()), n, frames)
+    obs, _ = bare.reset(seed=0)
+    gen = torch.Generator().manual_seed(0)
+
+    def by_hand() -> None:
+        nonlocal obs
+        with torch.no_grad():
+            act = policy(torch.as_tensor(obs, dtype=torch.float32), gen)["action"]
+        obs, *_ = bare.step(act.numpy())
+
+    policy_fps = _frames_per_s(by_hand, n, frames)
+    bare.close()
+    return random_fps, policy_fps
+
+
+def collector_curve(frames: int) -> dict[str, list[float]]:
     from lrl.data.collector import make_collector
     from lrl.data.env import make_vec_env, probe_env_spec
     from lrl.networks import ActorCritic, SamplingPolicy
@@ -51,27 +72,13 @@ def collector_curve(frames: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"gymnasium": [], "gymnasium + policy": [], "lrl": []}
     for n in ENVS:
         recipe = load("ppo/cartpole", [f"env.num_envs={n}", f"data.frames_per_batch={n * max(1, 1024 // n)}"])
+        assert recipe.env is not None
         spec = probe_env_spec(recipe.env)
         net = ActorCritic(spec, [64, 64], "tanh", False, 0.0, True, None)
 
-        bare = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
-        bare.reset(seed=0)
-        bare.action_space.seed(0)
-        out["gymnasium"].append(_frames_per_s(lambda: bare.step(bare.action_space.sample()), n, frames))
-
-        obs, _ = bare.reset(seed=0)
-        gen = torch.Generator().manual_seed(0)
-        policy = SamplingPolicy(net)
-
-        def by_hand() -> None:
-            nonlocal obs
-            with torch.no_grad():
-                act = policy(torch.as_tensor(obs, dtype=torch.float32), gen)["action"]
-            obs, *_ = bare.step(act.numpy())
-
-        out["gymnasium + policy"].append(_frames_per_s(by_hand, n, frames))
-        bare.close()
+        bare_fps, by_hand_fps = _bare_loops(n, frames, SamplingPolicy(net))
+        out["gymnasium"].append(bare_fps)
+        out["gymnasium + policy"].append(by_hand_fps)
 
         steps = max(1, 1024 // n)
         col = make_collector("lean", make_vec_env(recipe.env, n), spec, SamplingPolicy(net), steps_per_env=steps,

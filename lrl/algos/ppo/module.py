@@ -115,6 +115,7 @@ class PPO(RLModule):
         averaging) and ``clip_gradients``; the arithmetic and its order are the same as one step per call.
         """
         hp, source, opt = self.hp, data_source(self.trainer), self.optimizers()
+        clip: torch.Tensor | float | None = None
         while True:
             batch = self.next_batch(dataloader_iter)
             if batch.first:
@@ -122,9 +123,9 @@ class PPO(RLModule):
                 decay = batch.progress_remaining
                 self._clip = hp.clip_range * decay if hp.clip_schedule == "linear" else hp.clip_range
                 self.record(**{"stats/lr": lr, "stats/clip_range": self._clip})
+            if batch.first or clip is None:  # once per rollout; compiled: ε as a tensor, so its linear decay
+                clip = torch.tensor(self._clip) if hp.compile else self._clip  # does not recompile the loss
             td = batch.td
-            # compiled: ε as a tensor, so its linear decay does not recompile the loss every rollout
-            clip = torch.tensor(self._clip) if hp.compile else self._clip
             out = self._loss(td["observation"], td["action"], td["sample_log_prob"], td["advantage"],
                              td["value_target"], td["value"], clip)
             if hp.target_kl is not None:

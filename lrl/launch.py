@@ -399,6 +399,8 @@ def resume(target: str | Path, overrides: list[str] | None = None, tracking_uri:
 
 def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_dir: str | Path | None = None,
                  deterministic: bool = True) -> dict[str, Any]:
+    import torch
+
     from lrl.evaluate import evaluate, load_checkpoint, policy_from_checkpoint
 
     ckpt_path, ckpt = load_checkpoint(target)
@@ -406,7 +408,9 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
     recipe = validate(ckpt["lrl"]["recipe"], source=f"checkpoint {ckpt_path}")
     if recipe.env is None:
         raise RecipeError(f"checkpoint {ckpt_path}: its recipe has no env: section to evaluate in")
-    result = evaluate(policy, recipe.env, episodes, seed, Path(video_dir) if video_dir else None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # sampled actions (deterministic=False) repeat with the same seed
+        result = evaluate(policy, recipe.env, episodes, seed, Path(video_dir) if video_dir else None)
     info = ckpt["lrl"]
     result.update({"checkpoint": str(ckpt_path), "clock": info.get("clock", info.get("frames")),
                    "clock_unit": info.get("clock_unit", "frames"), "env": recipe.env.id})

@@ -3,8 +3,6 @@ computations and TorchRL's DQNLoss, target-network updates, the ε schedule."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from tensordict import TensorDict
@@ -18,6 +16,7 @@ from lrl.estimators.losses import td_loss
 from lrl.networks.q import epsilon
 from lrl.networks.target import hard_update_, make_target, polyak_update_
 from lrl.spec import EnvSpec
+from tests.unit.test_wiring import DISCRETE, attach, params_of, perturb_, step, transitions
 
 SPEC = EnvSpec("Toy-v0", (3,), "discrete", 2)
 
@@ -122,19 +121,27 @@ def test_polyak_and_hard_updates_are_exact() -> None:
     assert torch.equal(target.weight, online.weight)
 
 
-def test_hard_target_update_exactly_every_n_updates() -> None:
-    m = DQN(SPEC, hidden=[8], target_update="hard", target_update_every=3)
-    trainer = SimpleNamespace(global_step=0)
-    m.trainer = trainer  # type: ignore[assignment]
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_hard_target_copy_counts_optimiser_steps(every: int) -> None:
+    """Alg. 2.2's hard copy Q' ← Q after every ``target_update_every``-th update, counted over the run's optimiser
+    steps (the trainer's ``global_step``, restored on resume), through ``training_step``, which takes all of a
+    collection step's updates (here one per call)."""
+    torch.manual_seed(0)
+    m = DQN(DISCRETE, hidden=[8], target_update="hard", target_update_every=every, max_grad_norm=None)
     assert m.q_target is not None
-    synced = []
-    for step in range(7):
-        with torch.no_grad():
-            m.q[0].weight.add_(0.1)  # an "update"
-        trainer.global_step = step  # optimiser steps completed before this one
-        m.optimizer_step(0, step, SimpleNamespace(step=lambda closure: None), None)
-        synced.append(torch.equal(m.q_target[0].weight, m.q[0].weight))
-    assert synced == [False, False, True, False, False, True, False]
+    perturb_(m.q_target, 0.5, seed=1)
+    attach(m)
+    td = transitions(DISCRETE)
+    copied = []
+    for _ in range(6):
+        before = params_of(m.q_target)
+        step(m, td)
+        same = all(torch.equal(a, b) for a, b in zip(m.q_target.parameters(), m.q.parameters(), strict=True))
+        moved = any(not torch.equal(v, before[k]) for k, v in m.q_target.named_parameters())
+        assert same == moved, "the target either became a copy of Q or stayed as it was"
+        copied.append(same)
+    assert m.trainer.global_step == 6
+    assert copied == [(n + 1) % every == 0 for n in range(6)]
 
 
 def test_epsilon_schedules() -> None:

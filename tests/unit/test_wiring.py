@@ -84,13 +84,16 @@ class FakeSource:
 
 
 class LitOpt:
-    """What Lightning's ``LightningOptimizer`` offers a module: ``.optimizer``, ``step`` and ``zero_grad``."""
+    """What Lightning's ``LightningOptimizer`` offers a module: ``.optimizer``, ``step`` (which, under manual
+    optimisation, counts the trainer's ``global_step`` up, as Lightning does) and ``zero_grad``."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any) -> None:
+        self.optimizer, self.trainer = optimizer, trainer
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        return self.optimizer.step(closure)
+        out = self.optimizer.step(closure)
+        self.trainer.global_step += 1
+        return out
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -105,7 +108,7 @@ def attach(m: RLModule, source: FakeSource | None = None) -> list[torch.optim.Op
                                 precision="32-true", is_global_zero=True, loggers=[])
     built: Any = m.configure_optimizers()
     opts: list[torch.optim.Optimizer] = built if isinstance(built, list) else [built]
-    wrapped = [LitOpt(o) for o in opts]
+    wrapped = [LitOpt(o, m.trainer) for o in opts]
     m.optimizers = lambda *a, **k: wrapped[0] if len(wrapped) == 1 else wrapped  # type: ignore[method-assign, assignment]
     m.manual_backward = lambda loss, *a, **k: loss.backward()  # type: ignore[method-assign]
     return opts
@@ -483,7 +486,14 @@ def td_step_reference(m: RLModule, p: dict[str, Tensor], td: TensorDict, y: Tens
                       tau: float) -> None:
     """The rest of a DQN / SARSA step given the target y: the TD loss on Q(s, a), Adam on the online network, then
     the Polyak update of the target network; compared with the module's loss, gradients and parameters."""
-    loss, grads = automatic_step(m, td)
+    if m.automatic_optimization:  # SARSA
+        loss, grads = automatic_step(m, td)
+    else:  # DQN: the module takes its optimiser step itself; its loss as logged, the gradients the step used
+        assert step(m, td) is None
+        recorded = m.flush_metrics(force=True)
+        assert recorded is not None
+        loss = torch.tensor(recorded["loss/td"])
+        grads = {k: v.grad for k, v in m.named_parameters() if v.grad is not None}
     err = q_mlp(p, "q", td["observation"]).gather(-1, td["action"][:, None]).squeeze(-1) - y
     assert (err.abs() > 1).any() and (err.abs() < 1).any(), "both branches of the Huber loss"
     expected = huber(err).mean() if loss_kind == "huber" else (err**2).mean()

@@ -2,9 +2,10 @@
 (van Hasselt et al. 2016) and the seed's two-network Double Q-learning (§2.8, Alg. 2.5/2.6) as options.
 
 The replay DataModule collects with :meth:`collection_policy` (ε-greedy over the online Q, ε a function of
-frames) and hands out minibatches; each ``training_step`` is one semi-gradient step on the Huber (or squared)
-TD error (Lightning's automatic optimisation: DDP gradient averaging, bf16 and grad-norm clipping come from the
-Trainer). After each step the target network is refreshed: a hard copy every ``target_update_every`` updates
+frames) and hands out minibatches; each ``training_step`` takes a collection step's ``updates_per_step``
+semi-gradient steps on the Huber (or squared) TD error, one per minibatch (manual optimisation:
+``manual_backward`` and ``clip_gradients`` keep DDP gradient averaging, bf16 and grad-norm clipping the
+Trainer's). After each step the target network is refreshed: a hard copy every ``target_update_every`` updates
 (Alg. 2.2) or Polyak averaging with weight ``tau`` (Alg. 2.3), or no target network at all (Alg. 2.1: the online
 network, detached, gives the targets). A truncated transition bootstraps from Q(final observation); a terminated
 one does not.
@@ -20,7 +21,7 @@ from torch import nn
 
 from lrl.algos.base import RLModule
 from lrl.algos.dqn.loss import q_target
-from lrl.contract import ROLLOUT_KEYS, Consumes
+from lrl.contract import ROLLOUT_KEYS, Consumes, data_source
 from lrl.estimators.losses import td_loss
 from lrl.networks import body
 from lrl.networks.encoders import Encoder
@@ -62,6 +63,7 @@ class DQN(RLModule):
         """
         super().__init__(spec)
         self.save_hyperparameters(ignore=["spec"])
+        self.automatic_optimization = False  # a collection step's updates in one training_step
         self.gamma = gamma
         n = spec.action_dim
         hidden = hidden if hidden is not None else [64, 64]
@@ -110,23 +112,32 @@ class DQN(RLModule):
         q_taken = online(obs).float().gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return {"loss": td_loss(q_taken, y, self.hp.loss), "q": q_taken.detach().mean(), "y": y.mean()}
 
-    def training_step(self, dataloader_iter: Iterator[Any]) -> torch.Tensor:  # type: ignore[override]
-        batch = self.next_batch(dataloader_iter)
-        if batch.first:
-            lr = self.scheduled_lr(batch.progress_remaining)
-            self.record(**{"stats/epsilon": self.epsilon(), "stats/lr": lr})
-        td = batch.td
-        which = self.trainer.global_step % 2 if self.q2 is not None else 0  # Alg. 2.5: roles swap in turn
-        out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),
-                         td["next", "observation"], td["next", "terminated"].squeeze(-1), which)
-        self.record(**{"loss/td": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
-        return out["loss"]
+    def training_step(self, dataloader_iter: Iterator[Any]) -> None:  # type: ignore[override]
+        """A collection step's updates, one optimiser step per minibatch, each followed by the target update.
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """The optimiser step, then the target network's update. (Here, not in ``on_train_batch_end``: Lightning
-        runs the callbacks' hooks first, so a checkpoint written there would miss this step's target update.)"""
-        super().optimizer_step(*args, **kwargs)
-        hp, updates = self.hp, self.trainer.global_step + 1  # counted after this step (restored on resume)
+        One ``training_step`` per collection step instead of one per update: ``dqn/cartpole`` takes 128 updates
+        per 256 frames, and Lightning's per-step loop was most of what lrl added to them (benchmarks/README.md).
+        The arithmetic and its order are those of one update per ``training_step``.
+        """
+        hp, source, opt = self.hp, data_source(self.trainer), self.optimizers()
+        while True:
+            batch = self.next_batch(dataloader_iter)
+            if batch.first:
+                lr = self.scheduled_lr(batch.progress_remaining)
+                self.record(**{"stats/epsilon": self.epsilon(), "stats/lr": lr})
+            td = batch.td
+            which = self.trainer.global_step % 2 if self.q2 is not None else 0  # Alg. 2.5: roles swap in turn
+            out = self._loss(td["observation"], td["action"], td["next", "reward"].squeeze(-1),
+                             td["next", "observation"], td["next", "terminated"].squeeze(-1), which)
+            self.record(**{"loss/td": out["loss"], "stats/q_mean": out["q"], "stats/target_mean": out["y"]})
+            self.manual_step(opt, out["loss"], hp.max_grad_norm)
+            self._update_targets(self.trainer.global_step)  # global_step counts the optimiser steps taken
+            if source.at_boundary:
+                return
+
+    def _update_targets(self, updates: int) -> None:
+        """Polyak after every update, or a hard copy every ``target_update_every`` updates (``updates`` so far)."""
+        hp = self.hp
         for target, online in ((self.q_target, self.q), (self.q2_target, self.q2)):
             if target is None or online is None:
                 continue

@@ -91,7 +91,7 @@ from typing import Any
 
 FRAMEWORKS = ("lrl", "sb3", "ref")
 # entries with a hand-written reference loop (benchmarks/reference/<name>.py, fed the SB3 keyword arguments)
-REFERENCES = {"ppo/cartpole": "ppo"}
+REFERENCES = {"ppo/cartpole": "ppo", "dqn/cartpole": "dqn", "sac/pendulum": "sac"}
 
 
 class MappingError(Exception):

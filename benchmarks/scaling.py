@@ -8,10 +8,16 @@
      (observations, actions, log-probabilities, rewards, flags, final observations of ended episodes).
 2. Start-up: wall-clock of ``lrl ls``, ``lrl train ppo/cartpole --dry-run`` and, as the floor, ``python -c "import
    torch"`` — fresh processes, median of ``--reps``.
+3. ``--ddp``: the same global experiment (``ppo/cartpole``, 100k frames, 8 envs, minibatch 256 — global numbers, so
+   2 processes run 4 envs and 128-sample shards each) on 1 and 2 CPU DDP processes (``trainer.devices``, gloo),
+   alternating, ``--reps`` each: wall-clock of the whole ``lrl train`` process and the return of the final policy
+   (20 deterministic episodes, seeds 1000…). Needs one free core per process to mean anything: the load is recorded.
 
-Writes ``benchmarks/results/scaling.json`` and ``benchmarks/results/scaling-collector.png``.
+Writes ``benchmarks/results/scaling.json`` and ``benchmarks/results/scaling-collector.png`` (``--ddp``:
+``scaling-ddp.json`` and ``scaling-ddp.png`` instead).
 
     LRL_NUM_THREADS=1 python benchmarks/scaling.py            # ~2 minutes on one idle core
+    LRL_NUM_THREADS=1 python benchmarks/scaling.py --ddp      # ~4 minutes per repetition on two idle cores
 """
 
 from __future__ import annotations
@@ -111,6 +117,56 @@ def startup(reps: int) -> dict[str, float]:
     return out
 
 
+def ddp_runs(reps: int, frames: int) -> list[dict[str, float]]:
+    """``lrl train ppo/cartpole`` on 1 and 2 DDP processes, alternating: wall-clock and final return per run."""
+    import tempfile
+
+    from lrl.launch import evaluate_run
+
+    work = Path(tempfile.mkdtemp(prefix="lrl-ddp-"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
+    quiet = [f"budget.frames={frames}", "trainer.accelerator=cpu", "eval.every=0", "eval.final=false",
+             "checkpoint.every=0"]
+    runs = []
+    for rep in range(reps):
+        for devices in (1, 2):
+            run_dir = work / f"d{devices}-{rep}"
+            ddp = ["trainer.strategy=ddp"] if devices > 1 else []
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "lrl.cli", "train", "ppo/cartpole", f"trainer.devices={devices}",
+                            *ddp, *quiet, "--run-dir", str(run_dir)], env=env, check=True, capture_output=True,
+                           cwd=work)
+            wall = time.perf_counter() - start
+            ret = float(evaluate_run(run_dir, episodes=20, seed=1000)["return_mean"])
+            runs.append({"devices": devices, "rep": rep, "wall_s": wall, "return": ret, "load1_before": load})
+            print(f"{devices} process(es), rep {rep}: {wall:.1f} s, return {ret:.1f} (load1 {load:.2f})", flush=True)
+    return runs
+
+
+def plot_ddp(runs: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(7.0, 3.4))
+    for devices in (1, 2):
+        mine = [r for r in runs if r["devices"] == devices]
+        a1.scatter([devices] * len(mine), [r["wall_s"] for r in mine], label=f"{devices} process(es)")
+        a2.scatter([devices] * len(mine), [r["return"] for r in mine])
+    for ax, label in ((a1, "wall-clock of lrl train (s)"), (a2, "final return (20 episodes)")):
+        ax.set_xticks([1, 2])
+        ax.set_xlim(0.5, 2.5)
+        ax.set_xlabel("DDP processes (CPU, gloo)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    a1.set_ylim(bottom=0)
+    fig.suptitle("ppo/cartpole, the same global experiment")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def plot(curve: dict[str, list[float]], path: Path) -> None:
     import matplotlib
 
@@ -136,9 +192,23 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=8192, help="frames per point")
     ap.add_argument("--reps", type=int, default=3, help="start-up repetitions")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--ddp", action="store_true", help="time 1 vs 2 DDP processes instead (section 3)")
+    ap.add_argument("--ddp-frames", type=int, default=100_000)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("LRL_NUM_THREADS", "1")))
     np.random.seed(0)
+    if args.ddp:
+        runs = ddp_runs(args.reps, args.ddp_frames)
+        args.out.mkdir(parents=True, exist_ok=True)
+        summary = {str(d): {"wall_s_median": statistics.median(r["wall_s"] for r in runs if r["devices"] == d),
+                            "return_median": statistics.median(r["return"] for r in runs if r["devices"] == d)}
+                   for d in (1, 2)}
+        record = {"recipe": "ppo/cartpole", "frames": args.ddp_frames, "runs": runs, "summary": summary,
+                  "cpu_count": os.cpu_count(), "threads_per_process": torch.get_num_threads()}
+        (args.out / "scaling-ddp.json").write_text(json.dumps(record, indent=1) + "\n")
+        plot_ddp(runs, args.out / "scaling-ddp.png")
+        print(json.dumps(summary))
+        return 0
     curve = collector_curve(args.frames)
     starts = startup(args.reps)
     args.out.mkdir(parents=True, exist_ok=True)

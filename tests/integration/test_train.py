@@ -40,6 +40,13 @@ def test_run_layout_eval_and_policy() -> None:
     result = evaluate_run(run, episodes=4, seed=3)
     assert result["episodes"] == 4 and len(result["returns"]) == 4 and result["clock"] == 4096
     assert evaluate_run(run, episodes=4, seed=3)["returns"] == result["returns"]  # deterministic
+    sampled = [evaluate_run(run, episodes=4, seed=3, deterministic=False)["returns"] for _ in range(2)]
+    assert sampled[0] == sampled[1]  # lrl eval --stochastic: the seed fixes the draws too
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    evaluate_run(run, episodes=1, seed=3, deterministic=False)
+    assert torch.equal(torch.rand(1), before)  # and the caller's torch RNG is left where it was
     policy = lrl.load_policy(run)
     actions = policy(np.zeros((5, 4), np.float32))
     assert actions.shape == (5,) and actions.dtype.kind == "i"

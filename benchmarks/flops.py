@@ -91,6 +91,7 @@ def lrl_update(recipe_name: str) -> tuple[Callable[[], None], int, dict[str, Any
     from lrl.recipe.schema import algo_arguments
 
     recipe = load(recipe_name, [])
+    assert recipe.env is not None
     spec = probe_env_spec(recipe.env)
     m = algorithm_class(recipe.algo["name"])(spec, **algo_arguments(recipe.algo))
     batch = int(recipe.data["batch_size"])
@@ -137,6 +138,7 @@ def sb3_update(recipe_name: str, batch: int) -> Callable[[], None] | None:
     if cls is None:
         return None
     hidden = list(recipe.algo.get("hidden") or [256, 256])
+    assert recipe.env is not None
     model = cls("MlpPolicy", gym.make(recipe.env.id), batch_size=batch, learning_starts=batch, device="cpu", seed=0,
                 policy_kwargs={"net_arch": hidden})
     model.learn(batch + 10)

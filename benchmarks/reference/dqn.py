@@ -87,8 +87,8 @@ def train(kw: dict[str, Any], env_kwargs: dict[str, Any], seed: int, frames: int
             obs = env.reset()[0] if terminated or truncated else next_obs
             if step % kw["target_update_interval"] == 0:
                 with torch.no_grad():
-                    for t, o in zip(q_target.parameters(), q.parameters(), strict=True):
-                        t.mul_(1 - tau).add_(o, alpha=tau)
+                    for tp, op in zip(q_target.parameters(), q.parameters(), strict=True):
+                        tp.mul_(1 - tau).add_(op, alpha=tau)
         if step < kw["learning_starts"]:
             continue
         # --- update phase: gradient_steps minibatches

@@ -80,7 +80,7 @@ def train(kw: dict[str, Any], env_kwargs: dict[str, Any], seed: int, frames: int
         raise SystemExit("the reference SAC loop handles continuous (Box) actions only")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(np.prod(space.shape))
+    obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape or (1,))), int(np.prod(space.shape or (1,)))
     low, high = space.low.reshape(-1), space.high.reshape(-1)
 
     def to_env(a: np.ndarray) -> np.ndarray:  # [-1, 1] -> the env's bounds

@@ -404,12 +404,13 @@ def evaluate_run(target: str | Path, episodes: int = 20, seed: int = 0, video_di
     from lrl.evaluate import evaluate, load_checkpoint, policy_from_checkpoint
 
     ckpt_path, ckpt = load_checkpoint(target)
-    policy = policy_from_checkpoint(ckpt, deterministic)
     recipe = validate(ckpt["lrl"]["recipe"], source=f"checkpoint {ckpt_path}")
     if recipe.env is None:
         raise RecipeError(f"checkpoint {ckpt_path}: its recipe has no env: section to evaluate in")
+    # Building the policy draws initial weights and sampled actions draw too: both stay off the caller's torch RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # sampled actions (deterministic=False) repeat with the same seed
+        policy = policy_from_checkpoint(ckpt, deterministic)
         result = evaluate(policy, recipe.env, episodes, seed, Path(video_dir) if video_dir else None)
     info = ckpt["lrl"]
     result.update({"checkpoint": str(ckpt_path), "clock": info.get("clock", info.get("frames")),

@@ -11,6 +11,7 @@ process runs ~1.5× slower under it), so the shares are what to read, not the se
     python benchmarks/profile_run.py ppo/cartpole                       # the recipe as shipped
     python benchmarks/profile_run.py ppo/cartpole budget.frames=50000   # any override
     python benchmarks/profile_run.py ppo/cartpole --json-out prof.json  # also write the table
+    python benchmarks/profile_run.py sac/pendulum --pstats sac.pstats  # and cProfile's raw statistics
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("recipe")
     ap.add_argument("overrides", nargs="*")
     ap.add_argument("--json-out")
+    ap.add_argument("--pstats", help="also write cProfile's raw statistics here (read with pstats / snakeviz)")
     args = ap.parse_args()
     os.environ.setdefault("LRL_NUM_THREADS", "1")
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -77,6 +79,8 @@ def main() -> int:
     prof.disable()
     wall = time.perf_counter() - START
     stats = pstats.Stats(prof)
+    if args.pstats:
+        stats.dump_stats(args.pstats)
     fit = cumulative(stats, *FIT)
     rows: list[tuple[str, float]] = [("whole process (under the profiler)", wall)]
     inside = 0.0

@@ -33,6 +33,8 @@ PARTS: list[tuple[str, str, str]] = [
     ("  env step (gymnasium vector env)", "gymnasium/vector/sync_vector_env.py", "step"),
     ("  env reset", "gymnasium/vector/sync_vector_env.py", "reset"),
     ("  policy forward (acting)", "lrl/networks/policy.py", "forward"),
+    ("replay buffer add (TorchRL ReplayBuffer.extend)", "torchrl/data/replay_buffers/replay_buffers/base.py",
+     "extend"),
     ("process_rollout (values, GAE)", "", "process_rollout"),
     ("loss forward", "", "_compute_loss"),
     ("backward", "torch/_tensor.py", "backward"),
@@ -45,8 +47,9 @@ PARTS: list[tuple[str, str, str]] = [
     ("checkpoints", "lrl/callbacks/checkpoint.py", "save"),
     ("progress line", "lrl/callbacks/progress.py", "on_train_batch_end"),
 ]
-NEXT_BATCH = ("lrl/data/onpolicy.py", "next_batch")
-COLLECT = ("lrl/data/onpolicy.py", "_collect")
+# on-policy rollouts and the replay DataModule: next_batch less collection is minibatch indexing / replay sampling
+NEXT_BATCH = [("lrl/data/onpolicy.py", "next_batch"), ("lrl/data/replay.py", "next_batch")]
+COLLECT = [("lrl/data/onpolicy.py", "_collect"), ("lrl/data/replay.py", "_collect")]
 CLOSURE = ("lightning/pytorch/plugins/precision/precision.py", "_wrap_closure")  # runs inside Adam.step
 FIT = ("lightning/pytorch/trainer/trainer.py", "fit")
 
@@ -92,17 +95,17 @@ def main() -> int:
         parts.append((label, t))
         if not label.startswith("  "):
             inside += t
-    indexing = cumulative(stats, *NEXT_BATCH) - cumulative(stats, *COLLECT)
-    parts.append(("minibatch indexing (next_batch less collection)", indexing))
+    indexing = sum(cumulative(stats, *f) for f in NEXT_BATCH) - sum(cumulative(stats, *f) for f in COLLECT)
+    parts.append(("minibatch indexing / replay sampling (next_batch less collection)", indexing))
     inside += indexing
     rows += [("start-up and after fit (imports, probe, MLflow, export)", wall - fit), ("Lightning fit", fit)]
     rows += [("  " + label, t) for label, t in parts]
     rows.append(("  Lightning loop and glue (fit less the parts)", fit - inside))
     print(f"{args.recipe} {' '.join(args.overrides)}  (threads {os.environ['LRL_NUM_THREADS']}, "
           f"load {os.getloadavg()[0]:.2f})")
-    print(f"{'part':<62} {'s':>8} {'share':>7}")
+    print(f"{'part':<68} {'s':>8} {'share':>7}")
     for label, t in rows:
-        print(f"{label:<62} {t:8.2f} {t / wall:7.1%}")
+        print(f"{label:<68} {t:8.2f} {t / wall:7.1%}")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"recipe": args.recipe, "overrides": args.overrides, "load": os.getloadavg()[0],

@@ -10,6 +10,7 @@ Protocol: the evaluation games sample their actions from the policy, as RL Zoo e
 policy; at 1M frames that policy scored 0 points in 18 of 20 games (seed 0: -20.2 arg-max, -17.3 sampled, see
 docs/atari.md "Pong on a CPU budget"). The protocol was changed after seeing seed 0, so the check runs on seed 1,
 which had not been run when this was written; the bar is unchanged. Both scores are recorded.
+Measured 2026-12-06 (one thread, 1h39): seed 1 scored -10.3 +- 2.7 sampled, -9.5 arg-max: passes.
 """
 
 from __future__ import annotations

@@ -355,8 +355,8 @@ def serve(run_dir: Path | str, port: int = 8765, host: str = "127.0.0.1", token:
              "offered here")
     if token is not None and not is_loopback(host):
         echo("anyone with this URL can label; prefer an SSH tunnel to 127.0.0.1 (docs/labelling.md)")
-    # Ctrl-C stops it even when this process started with SIGINT ignored (a script's background job, a parent
-    # whose Lightning fit was interrupted): take Python's default handler while serving
+    # Ctrl-C stops it even when this process started with SIGINT ignored (a script's background job inherits
+    # that, as does any child of a process that ignores it): take Python's default handler while serving
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     try:

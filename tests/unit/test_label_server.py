@@ -221,8 +221,8 @@ def test_cli_bad_run_dir_port_in_use_bad_token(tmp_path):
 def test_cli_serves_until_interrupted(tmp_path):
     """``lrl label RUN_DIR --port 0`` prints the page's address (and the pairs it cannot show), serves it, and
     stops on Ctrl-C with exit code 0 — also when it was started with SIGINT ignored, as a script's background job
-    is, or as a child of a process where Lightning ignored it after an interrupted fit (which made this test hang
-    when such a test had run earlier in the same pytest worker)."""
+    is (on CI this test hung when its pytest worker passed SIGINT on ignored; which earlier test left it so is not
+    known)."""
     _store(tmp_path)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen([sys.executable, "-m", "lrl.cli", "label", str(tmp_path), "--port", "0"],

@@ -14,6 +14,7 @@ outside a Trainer, and reports:
 
     python benchmarks/flops.py                       # both recipes, one thread (LRL_NUM_THREADS to change)
     python benchmarks/flops.py sac/pendulum --json-out benchmarks/results/flops.json
+    python benchmarks/flops.py --precision bf16-mixed  # lrl under CPU bf16 autocast (worth it with AVX512-BF16/AMX)
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def _ms(fn: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - start) / n * 1e3
 
 
-def matmul_gflops(size: int, rounds: int) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int, rounds: int, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     n = max(1, int(2e9 / (2 * size**3)))  # ~2 GFLOP per timing
     times = [_ms(lambda: torch.matmul(a, b), n) for _ in range(rounds)]
     return 2 * size**3 / (statistics.median(times) * 1e-3) / 1e9
@@ -82,8 +83,11 @@ class _LitOpt:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
 
-def lrl_update(recipe_name: str) -> tuple[Callable[[], None], int, dict[str, Any]]:
-    """One update of the recipe's module on a replay batch of its size; returns (update, batch size, recipe info)."""
+def lrl_update(recipe_name: str, precision: str = "32-true") -> tuple[Callable[[], None], int, dict[str, Any]]:
+    """One update of the recipe's module on a replay batch of its size; returns (update, batch size, recipe info).
+    Under ``bf16-mixed`` the ``training_step`` runs in CPU bf16 autocast, as Lightning's mixed-precision plugin runs
+    it (under automatic optimisation the backward pass and the optimiser step come after it, outside), with the
+    optimiser the module picks for that precision."""
     from lrl.contract import Batch
     from lrl.data.env import probe_env_spec
     from lrl.recipe import load
@@ -95,8 +99,8 @@ def lrl_update(recipe_name: str) -> tuple[Callable[[], None], int, dict[str, Any
     spec = probe_env_spec(recipe.env)
     m = algorithm_class(recipe.algo["name"])(spec, **algo_arguments(recipe.algo))
     batch = int(recipe.data["batch_size"])
-    m.trainer = SimpleNamespace(datamodule=_Source(), global_step=0, world_size=1, precision="32-true",  # type: ignore[assignment]
-                                is_global_zero=True, loggers=[])
+    m.trainer = SimpleNamespace(datamodule=_Source(), global_step=0, world_size=1, precision=precision,  # type: ignore[assignment]
+                                is_global_zero=True, loggers=[], gradient_clip_val=None)
     built = m.configure_optimizers()
     opts = built if isinstance(built, list) else [built]
     wrapped = [_LitOpt(o, m.trainer) for o in opts]
@@ -114,8 +118,12 @@ def lrl_update(recipe_name: str) -> tuple[Callable[[], None], int, dict[str, Any
                               "reward": torch.randn(batch, 1, generator=g),
                               "terminated": torch.zeros(batch, 1, dtype=torch.bool)}}, [batch])
 
+    mixed = precision == "bf16-mixed"
+
     def update() -> None:
-        out = m.training_step(iter([(Batch(td, clock=10_000, progress_remaining=0.5, rollout=0, first=False), 0, 0)]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            out = m.training_step(iter([(Batch(td, clock=10_000, progress_remaining=0.5, rollout=0, first=False),
+                                         0, 0)]))
         if m.automatic_optimization:
             opts[0].zero_grad(set_to_none=True)
             out.backward()
@@ -165,13 +173,20 @@ def main() -> None:
     parser.add_argument("recipes", nargs="*", default=["sac/pendulum", "td3/pendulum"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n", type=int, default=20, help="updates per timing")
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
+                        help="lrl's trainer.precision (SB3 always runs float32); bf16-mixed also measures a bf16 "
+                             "matmul ceiling")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("LRL_NUM_THREADS", "1")))
     rows: list[dict[str, Any]] = []
     ceiling = {f"matmul_{s}": matmul_gflops(s, args.rounds) for s in (256, 2048)}
+    mixed = args.precision == "bf16-mixed"
+    if mixed:
+        ceiling.update({f"matmul_{s}_bf16": matmul_gflops(s, args.rounds, torch.bfloat16) for s in (256, 2048)})
+    roof = ceiling["matmul_256_bf16" if mixed else "matmul_256"]
     for name in args.recipes:
-        update, batch, info = lrl_update(name)
+        update, batch, info = lrl_update(name, args.precision)
         peer = sb3_update(name, batch)
         for fn in (update, peer):  # warm-up (and TD3's first delayed actor step)
             if fn is not None:
@@ -194,18 +209,22 @@ def main() -> None:
             row.update(sb3_mflop_per_update=fl_sb3 / 1e6, sb3_ms_per_update=ms_sb3,
                        sb3_gflops=fl_sb3 / (ms_sb3 * 1e-3) / 1e9)
         rows.append(row)
-    out = {"threads": torch.get_num_threads(), "cpu": _cpu_name(),
+    out = {"threads": torch.get_num_threads(), "cpu": _cpu_name(), "precision": args.precision,
            "load1": os.getloadavg()[0], "torch": torch.__version__, **{k: round(v, 1) for k, v in ceiling.items()},
            "rows": rows}
     print(f"torch.matmul GFLOP/s ({out['threads']} thread(s), load1 {out['load1']:.2f}): "
-          f"256x256 {ceiling['matmul_256']:.1f}, 2048x2048 {ceiling['matmul_2048']:.1f}")
-    print("| recipe | MFLOP/update lrl / SB3 | ms/update lrl / SB3 | GFLOP/s lrl / SB3 | lrl / matmul(256) |")
+          f"256x256 {ceiling['matmul_256']:.1f}, 2048x2048 {ceiling['matmul_2048']:.1f}"
+          + (f"; bf16: 256x256 {ceiling['matmul_256_bf16']:.1f}, 2048x2048 {ceiling['matmul_2048_bf16']:.1f}"
+             if mixed else ""))
+    print(f"lrl runs {args.precision}, SB3 float32")
+    print(f"| recipe | MFLOP/update lrl / SB3 | ms/update lrl / SB3 | GFLOP/s lrl / SB3 | lrl / matmul(256"
+          f"{', bf16' if mixed else ''}) |")
     print("|---|---|---|---|---|")
     for r in rows:
         sb3 = (f"{r['sb3_mflop_per_update']:.0f}", f"{r['sb3_ms_per_update']:.2f}", f"{r['sb3_gflops']:.1f}") \
             if "sb3_gflops" in r else ("-", "-", "-")
         print(f"| {r['recipe']} | {r['mflop_per_update']:.0f} / {sb3[0]} | {r['ms_per_update']:.2f} / {sb3[1]} | "
-              f"{r['gflops']:.1f} / {sb3[2]} | {r['gflops'] / ceiling['matmul_256']:.0%} |")
+              f"{r['gflops']:.1f} / {sb3[2]} | {r['gflops'] / roof:.0%} |")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(out, f, indent=1)

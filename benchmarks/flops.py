@@ -34,7 +34,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def _ms(fn: Callable[[], object], n: int) -> float:
+def ms_per_call(fn: Callable[[], object], n: int) -> float:
+    """Mean milliseconds per call of ``fn`` over ``n`` calls."""
     start = time.perf_counter()
     for _ in range(n):
         fn()
@@ -44,7 +45,7 @@ def _ms(fn: Callable[[], object], n: int) -> float:
 def matmul_gflops(size: int, rounds: int, dtype: torch.dtype = torch.float32) -> float:
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     n = max(1, int(2e9 / (2 * size**3)))  # ~2 GFLOP per timing
-    times = [_ms(lambda: torch.matmul(a, b), n) for _ in range(rounds)]
+    times = [ms_per_call(lambda: torch.matmul(a, b), n) for _ in range(rounds)]
     return 2 * size**3 / (statistics.median(times) * 1e-3) / 1e9
 
 
@@ -198,9 +199,9 @@ def main() -> None:
         fl_sb3 = (sum(flops_of(peer) for _ in range(cycle)) / cycle) if peer is not None else None
         t, t_sb3 = [], []
         for _ in range(args.rounds):
-            t.append(_ms(update, args.n))
+            t.append(ms_per_call(update, args.n))
             if peer is not None:
-                t_sb3.append(_ms(peer, args.n))
+                t_sb3.append(ms_per_call(peer, args.n))
         ms = statistics.median(t)
         row = {"recipe": name, **info, "batch": batch, "mflop_per_update": fl / 1e6, "ms_per_update": ms,
                "gflops": fl / (ms * 1e-3) / 1e9}

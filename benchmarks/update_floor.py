@@ -20,24 +20,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from flops import ms_per_call  # run as a script: benchmarks/ is on sys.path
+from reference.dqn import _mlp  # the hand-written loop's own network
 from torch import nn
-
-
-def _mlp(obs_dim: int, hidden: int, n_actions: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_actions))
 
 
 def dqn_update(fused: bool, compiled: bool, batch: int = 64, hidden: int = 256, obs_dim: int = 4,
                n_actions: int = 2, seed: int = 0) -> Callable[[], None]:
     """One update closure over fixed random data (the arithmetic of a real one; the data do not matter)."""
     torch.manual_seed(seed)
-    q, q_target = _mlp(obs_dim, hidden, n_actions), _mlp(obs_dim, hidden, n_actions)
+    q, q_target = (_mlp([obs_dim, hidden, hidden], nn.ReLU, n_actions) for _ in range(2))
     q_target.load_state_dict(q.state_dict())
     q_target.requires_grad_(False)
     opt = torch.optim.Adam(q.parameters(), lr=2.3e-3, fused=fused)
@@ -66,13 +62,6 @@ def dqn_update(fused: bool, compiled: bool, batch: int = 64, hidden: int = 256, 
     return update
 
 
-def _ms(fn: Callable[[], None], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
@@ -90,7 +79,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.rounds):
         for k, fn in variants.items():
-            times[k].append(_ms(fn, args.n))
+            times[k].append(ms_per_call(fn, args.n))
     print(f"DQN update, batch 64, 4-256-256-2 MLP, {torch.get_num_threads()} thread(s), "
           f"load1 {os.getloadavg()[0]:.2f}, torch {torch.__version__}")
     for k, v in times.items():

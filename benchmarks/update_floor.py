@@ -43,6 +43,25 @@ class Update(NamedTuple):
     loss: Callable[[], torch.Tensor]  # the loss alone, on the same data (tests compare variants with it)
 
 
+def _update(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], opt: torch.optim.Optimizer,
+            max_norm: float, compiled: bool) -> Update:
+    """zero, loss, backward, global norm clip, Adam; ``compiled``: the loss and clip + step each compiled."""
+
+    def clip_and_step() -> None:
+        nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        opt.step()
+
+    loss_c = torch.compile(loss_fn) if compiled else loss_fn
+    step_c = torch.compile(clip_and_step) if compiled else clip_and_step
+
+    def update() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_c().backward()
+        step_c()
+
+    return Update(update, loss_c)
+
+
 def dqn_update(fused: bool, compiled: bool, batch: int = 64, hidden: int = 256, obs_dim: int = 4,
                n_actions: int = 2, seed: int = 0) -> Update:
     """One update closure over fixed random data (the arithmetic of a real one; the data do not matter)."""
@@ -61,19 +80,7 @@ def dqn_update(fused: bool, compiled: bool, batch: int = 64, hidden: int = 256, 
             y = r + 0.99 * (1.0 - term) * q_target(o2).max(-1).values
         return F.smooth_l1_loss(q(o).gather(-1, a[:, None]).squeeze(-1), y)
 
-    def clip_and_step() -> None:
-        nn.utils.clip_grad_norm_(params, 10.0, foreach=True)
-        opt.step()
-
-    loss_c = torch.compile(loss_fn) if compiled else loss_fn
-    step_c = torch.compile(clip_and_step) if compiled else clip_and_step
-
-    def update() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_c().backward()
-        step_c()
-
-    return Update(update, loss_c)
+    return _update(loss_fn, params, opt, 10.0, compiled)
 
 
 def ppo_update(fused: bool, compiled: bool, stacked: bool = False, batch: int = 256, hidden: int = 64,
@@ -125,19 +132,7 @@ def ppo_update(fused: bool, compiled: bool, stacked: bool = False, batch: int = 
         pg_loss = -torch.min(adv_n * ratio, adv_n * ratio.clamp(1 - clip, 1 + clip)).mean()
         return pg_loss + 0.5 * (ret - v).pow(2).mean() - 0.0 * entropy
 
-    def clip_and_step() -> None:
-        nn.utils.clip_grad_norm_(params, 0.5, foreach=True)
-        opt.step()
-
-    loss_c = torch.compile(loss_fn) if compiled else loss_fn
-    step_c = torch.compile(clip_and_step) if compiled else clip_and_step
-
-    def update() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_c().backward()
-        step_c()
-
-    return Update(update, loss_c)
+    return _update(loss_fn, params, opt, 0.5, compiled)
 
 
 def variants(algo: str, compile_too: bool) -> dict[str, Update]:

@@ -20,13 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
-
-
-def _timed(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1e3
+from flops import ms_per_call  # run as a script: benchmarks/ is on sys.path
 
 
 def parts(batch: int, hidden: int, rounds: int, n: int) -> dict[str, float]:
@@ -94,7 +88,7 @@ def parts(batch: int, hidden: int, rounds: int, n: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            times[k].append(_timed(fn, n))
+            times[k].append(ms_per_call(fn, n))
     return {k: statistics.median(v) for k, v in times.items()}
 
 

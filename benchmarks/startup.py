@@ -101,14 +101,11 @@ def main() -> int:
     first, rest = runs[0], runs[1:]
     print(f"{args.recipe} {' '.join(overrides)}: medians of {len(rest)} processes sharing one MLflow store "
           f"(load1 {os.getloadavg()[0]:.2f}, threads {env['LRL_NUM_THREADS']})")
-    stages = list(first)
-    accounted = [s for s in stages if s not in ("train() in all", "whole process")]
-    for name in [*stages, "other (probe, module, DataModule, Trainer, MLflow run)"]:
-        if name.startswith("other"):
-            values = [r["whole process"] - sum(r[s] for s in accounted) for r in rest]
-        else:
-            values = [r[name] for r in rest]
-        print(f"  {name:<72} {statistics.median(values):6.2f} s")
+    for name in first:
+        print(f"  {name:<72} {statistics.median(r[name] for r in rest):6.2f} s")
+    timed = [s for s in first if s not in ("train() in all", "whole process")]
+    other = statistics.median(r["whole process"] - sum(r[s] for s in timed) for r in rest)
+    print(f"  {'other (probe, module, DataModule, Trainer, MLflow run)':<72} {other:6.2f} s")
     print(f"  (the first process, creating the store: open the MLflow store {first['open the MLflow store']:.2f} s, "
           f"whole process {first['whole process']:.2f} s)")
     return 0

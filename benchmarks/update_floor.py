@@ -99,17 +99,14 @@ def ppo_update(fused: bool, compiled: bool, stacked: bool = False, batch: int = 
 
     heads = two_nets
     if stacked:  # the same weights, stacked: layer i of both nets is one baddbmm; the value head padded with zeros
-        pairs = [(la, lc) for la, lc in zip(actor, critic, strict=True) if isinstance(la, nn.Linear)]
-        stacked_params = []
-        for la, lc in pairs:
-            wc, bc = lc.weight.detach(), lc.bias.detach()
-            if wc.shape[0] < la.weight.shape[0]:  # value head: 1 output → n_actions, zeros beyond the first
-                wc = torch.cat([wc, wc.new_zeros(la.weight.shape[0] - wc.shape[0], wc.shape[1])])
-                bc = torch.cat([bc, bc.new_zeros(la.weight.shape[0] - bc.shape[0])])
-            w = nn.Parameter(torch.stack([la.weight.detach().T, wc.T]))  # [2, in, out]
-            b = nn.Parameter(torch.stack([la.bias.detach(), bc])[:, None])  # [2, 1, out]
-            stacked_params += [w, b]
-        params = stacked_params
+        params = []
+        for la, lc in zip(actor, critic, strict=True):
+            if not isinstance(la, nn.Linear):
+                continue
+            pad = la.out_features - lc.out_features  # value head: 1 output → n_actions, zeros beyond the first
+            wc, bc = F.pad(lc.weight.detach(), (0, 0, 0, pad)), F.pad(lc.bias.detach(), (0, pad))
+            params += [nn.Parameter(torch.stack([la.weight.detach().T, wc.T])),  # [2, in, out]
+                       nn.Parameter(torch.stack([la.bias.detach(), bc])[:, None])]  # [2, 1, out]
 
         def one_net(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             h = x.expand(2, *x.shape)
